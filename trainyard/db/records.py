@@ -1,0 +1,121 @@
+"""Frozen records handed out by the store. ORM rows never leave ``trainyard.db``; these do."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class JobState(str, enum.Enum):
+    """The life of a job: ``queued -> running -> succeeded | failed | cancelled``.
+
+    ``running -> queued`` happens when a lease expires or a worker hands a job back;
+    ``failed | cancelled -> queued`` is a retry.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        """True for the three terminal states."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def is_active(self) -> bool:
+        """True while the job still waits for or uses a worker."""
+        return not self.is_finished
+
+    @property
+    def can_retry(self) -> bool:
+        """A failed or cancelled job may be queued again."""
+        return self in (JobState.FAILED, JobState.CANCELLED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WorkerState(str, enum.Enum):
+    """What a worker said of itself in its last heartbeat."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class SpecRecord:
+    """A validated spec document as stored once per content hash."""
+
+    id: int
+    name: str
+    content_hash: str
+    document: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """The metrics of one completed epoch of one job.
+
+    ``outputs`` maps each output name to ``{"loss": training loss, "val_mse": validation MSE}``.
+    """
+
+    job_id: int
+    epoch: int  # 1-based
+    loss: float
+    val_loss: float | None
+    outputs: dict[str, dict[str, float | None]]
+    recorded_at: datetime
+
+    @property
+    def val_mse(self) -> dict[str, float | None]:
+        return {name: m.get("val_mse") for name, m in self.outputs.items()}
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """Everything the store knows about one job (without its epochs)."""
+
+    id: int
+    spec_id: int
+    name: str
+    state: JobState
+    priority: int
+    attempts: int
+    max_attempts: int
+    epochs_total: int
+    epochs_done: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    cancel_requested: bool = False
+    model_path: str | None = None
+    val_mse: dict[str, float] = field(default_factory=dict)  # latest (final once succeeded)
+    test_mse: dict[str, float] = field(default_factory=dict)
+    spec_document: dict[str, Any] | None = None  # filled by get_job, not by list queries
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker process (or Celery node) as seen through its heartbeats."""
+
+    name: str
+    host: str
+    devices: list[str]
+    state: WorkerState
+    current_job_id: int | None
+    started_at: datetime
+    last_heartbeat: datetime

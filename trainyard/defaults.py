@@ -1,0 +1,42 @@
+"""Every tunable default of trainyard, in one place. Environment variables override some (see config)."""
+
+from __future__ import annotations
+
+#: Seconds a claimed job stays owned by its worker without a heartbeat before it may be re-dispatched.
+LEASE_SECONDS = 60.0
+
+#: Seconds between two lease renewals (and cancel checks) of a training job; well under LEASE_SECONDS.
+HEARTBEAT_SECONDS = 5.0
+
+#: Seconds between two worker heartbeats written to the ``workers`` table.
+WORKER_HEARTBEAT_SECONDS = 5.0
+
+#: A worker whose last heartbeat is older than this many seconds is shown as lost.
+WORKER_LOST_AFTER_SECONDS = 30.0
+
+#: Seconds between two passes of the reconciler (expired leases, lost broker messages).
+RECONCILE_SECONDS = 10.0
+
+#: A queued job is only re-dispatched if its last dispatch is at least this many seconds old.
+REDISPATCH_GRACE_SECONDS = 5.0
+
+#: How many times a job may be started (first run included) before it ends ``failed``.
+MAX_ATTEMPTS = 3
+
+#: Priority given to jobs submitted without ``--priority``; higher runs first.
+PRIORITY = 0
+
+#: SQLite busy timeout in seconds: how long a writer waits for the lock before giving up.
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+#: Polling interval of the embedded (SQLAlchemy) broker, in seconds.
+EMBEDDED_BROKER_POLLING_SECONDS = 0.2
+
+#: Name of the Celery queue trainyard's jobs travel on.
+QUEUE = "trainyard"
+
+#: Seconds the dashboard waits between two frames.
+DASHBOARD_REFRESH_SECONDS = 1.0
+
+#: Number of recently finished jobs the dashboard shows.
+DASHBOARD_RECENT_JOBS = 10

@@ -1,0 +1,78 @@
+"""The exceptions trainyard raises. Catch :class:`TrainyardError` to catch them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TrainyardError(Exception):
+    """Root of every error trainyard raises on purpose; the CLI prints it and exits 2."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where it is (``layers[2].units``) and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(TrainyardError):
+    """A job spec is invalid: YAML syntax, schema, layer graph or data. Carries every problem found.
+
+    ``problems`` lists each one with its path inside the spec; ``source`` names the file.
+    """
+
+    def __init__(self, problems: list[Problem] | Problem | str, source: str | None = None) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        head = f"{self.source}: " if self.source else ""
+        if len(self.problems) == 1:
+            return head + str(self.problems[0])
+        lines = [f"{head}{len(self.problems)} problems"]
+        lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class DataError(SpecError):
+    """The data a spec points at is missing, unreadable, or has missing/non-numeric values in a used column."""
+
+
+class StoreError(TrainyardError):
+    """The job store cannot be reached or refused an operation (the message names the database)."""
+
+
+class JobNotFound(StoreError):
+    """A job id given by the user does not exist in the store."""
+
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class InvalidTransition(StoreError):
+    """A job cannot move to the requested state (cancel a finished job, retry a running one...)."""
+
+
+class BrokerError(TrainyardError):
+    """The message broker cannot be reached (the message names it, without its password)."""
+
+
+class TrainingError(TrainyardError):
+    """Training itself failed: divergence (NaN/inf loss), data changed since submit, unwritable artifacts."""
+
+
+class Cancelled(TrainyardError):
+    """Training stopped because a cancel was requested."""
