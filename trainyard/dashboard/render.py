@@ -1,0 +1,346 @@
+"""Snapshot -> Rich renderable: the pure half of the dashboard.
+
+:func:`render` reads nothing and writes nothing; the same snapshot, clock reading and width always
+give the same frame, so tests print frames into a recording console and read them like a user.
+Below :data:`NARROW_WIDTH` columns the tables give way to a stacked layout that keeps every number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from trainyard.dashboard.snapshot import (
+    RunningJob,
+    Snapshot,
+    as_utc,
+    is_lost,
+    job_duration,
+    seconds_between,
+)
+from trainyard.db.records import JobRecord, JobState, WorkerRecord
+
+#: Below this many columns the running and finished jobs are stacked instead of tabulated.
+NARROW_WIDTH = 120
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+_STATE_STYLE = {
+    JobState.QUEUED: "yellow",
+    JobState.RUNNING: "cyan",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "magenta",
+}
+
+
+def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None = None) -> RenderableType:
+    """One dashboard frame: header and queue, workers, running jobs, recently finished jobs.
+
+    ``problem`` (a store that stopped answering) is shown in red above a frame of the last snapshot.
+    """
+    narrow = width < NARROW_WIDTH
+    parts: list[RenderableType] = [_header(snapshot, now)]
+    if problem:
+        parts.append(Text(f"⚠ {problem} (showing the last frame, retrying)", style="bold red"))
+    parts.append(_queue(snapshot, now))
+    parts.append(_workers(snapshot, now, narrow))
+    parts.append(_running(snapshot, now, width))
+    parts.append(_recent(snapshot, now, width))
+    return Group(*parts)
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+
+def format_mse(value: float | None) -> str:
+    """An MSE as the dashboard prints it: 4 significant digits, ``–`` when unknown, ``nan``/``inf`` as is."""
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4g}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h07m``, ``3d04h``; ``–`` when unknown."""
+    if seconds is None:
+        return "–"
+    total = max(0, int(round(seconds)))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """The last ``width`` values as unicode blocks scaled between their min and max (blank = unknown)."""
+    if width <= 0:
+        return ""
+    tail = list(values)[-width:]
+    finite = [v for v in tail if v is not None and math.isfinite(v)]
+    if not finite:
+        return " " * len(tail) if tail else ""
+    low, high = min(finite), max(finite)
+    span = high - low
+    top = len(SPARK_BLOCKS) - 1
+    chars = []
+    for value in tail:
+        if value is None or not math.isfinite(value):
+            chars.append(" ")
+        elif span == 0:
+            chars.append(SPARK_BLOCKS[top // 2])
+        else:
+            chars.append(SPARK_BLOCKS[round((value - low) / span * top)])
+    return "".join(chars)
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    return "–" if moment is None else f"{format_duration(seconds_between(moment, now))} ago"
+
+
+def _job_label(job: JobRecord) -> str:
+    return f"#{job.id} {job.name}"
+
+
+def _state_text(state: JobState) -> Text:
+    return Text(state.value, style=_STATE_STYLE.get(state, ""))
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+
+def _header(snapshot: Snapshot, now: datetime) -> Text:
+    text = Text()
+    text.append("trainyard", style="bold")
+    text.append(f"  {snapshot.source}  ", style="dim")
+    text.append(as_utc(now).strftime("%Y-%m-%d %H:%M:%S UTC"), style="dim")
+    return text
+
+
+def _queue(snapshot: Snapshot, now: datetime) -> Text:
+    text = Text()
+    text.append("Queue ", style="bold")
+    pieces: list[Text] = []
+    for state in JobState:
+        piece = Text()
+        piece.append(f"{state.value} ", style=_STATE_STYLE[state])
+        piece.append(str(snapshot.count(state)), style="bold")
+        if state is JobState.QUEUED and snapshot.oldest_queued_at is not None:
+            piece.append(f" (oldest waiting {format_duration(seconds_between(snapshot.oldest_queued_at, now))})")
+        pieces.append(piece)
+    pieces.append(Text(f"total {snapshot.total_jobs}", style="dim"))
+    text.append_text(Text(" · ").join(pieces))
+    if snapshot.total_jobs == 0:
+        text.append("\nNo jobs in the store yet: submit some with `trainyard run specs/*.yaml`.", style="dim")
+    return text
+
+
+def _worker_state(worker: WorkerRecord, now: datetime) -> Text:
+    if is_lost(worker, now):
+        return Text("lost", style="bold red")
+    style = {"busy": "cyan", "idle": "green", "stopped": "dim"}.get(worker.state.value, "")
+    return Text(worker.state.value, style=style)
+
+
+def _workers(snapshot: Snapshot, now: datetime, narrow: bool) -> RenderableType:
+    if not snapshot.workers:
+        return Text("Workers: none has sent a heartbeat yet.", style="dim")
+    table = Table(title="Workers", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Worker", overflow="ellipsis", no_wrap=True, min_width=6)
+    if not narrow:
+        table.add_column("Host", overflow="ellipsis", no_wrap=True, min_width=4)
+        table.add_column("Devices", overflow="ellipsis", no_wrap=True, min_width=7)
+    table.add_column("State", no_wrap=True, min_width=7)
+    table.add_column("Job", no_wrap=True, overflow="ellipsis", min_width=4)
+    table.add_column("Heartbeat", no_wrap=True, min_width=9)
+    for worker in snapshot.workers:
+        job = f"#{worker.current_job_id}" if worker.current_job_id is not None else "–"
+        state = _worker_state(worker, now)
+        heartbeat = Text(_ago(worker.last_heartbeat, now), style="red" if is_lost(worker, now) else "")
+        if narrow:
+            table.add_row(worker.name, state, job, heartbeat)
+        else:
+            table.add_row(worker.name, worker.host, ", ".join(worker.devices) or "–", state, job, heartbeat)
+    return table
+
+
+def progress_bar(done: int, total: int, width: int) -> Text:
+    """``━━━━━━────`` : ``done`` of ``total`` as a bar of ``width`` cells (plain text, so logs show it too)."""
+    total = max(total, 1)
+    filled = round(width * min(max(done, 0), total) / total)
+    bar = Text("━" * filled, style="cyan")
+    bar.append("─" * (width - filled), style="dim")
+    return bar
+
+
+def _progress(running: RunningJob, bar_width: int) -> Text:
+    bar = progress_bar(running.epochs_done, running.job.epochs_total, bar_width)
+    bar.append(f" {running.epochs_done}/{running.job.epochs_total}")
+    return bar
+
+
+def _running(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
+    if not snapshot.running:
+        return Text("Running: no job is running.", style="dim")
+    more = snapshot.running_not_shown
+    caption = f"and {more} more running job{'s' if more != 1 else ''} not shown" if more else None
+    if width < NARROW_WIDTH:
+        return _running_stacked(snapshot, now, width, caption)
+
+    spark_width = 12 if width < 140 else 20
+    table = Table(
+        title="Running",
+        title_justify="left",
+        title_style="bold",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    # Only the job and worker names give way (they wrap); numbers are never cut.
+    table.add_column("Job", overflow="fold", min_width=8)
+    table.add_column("Worker", overflow="fold", min_width=6)
+    table.add_column("Epoch", no_wrap=True)
+    table.add_column("Elapsed", no_wrap=True, justify="right")
+    table.add_column("ETA", no_wrap=True, justify="right")
+    table.add_column("Output", overflow="ellipsis", no_wrap=True, min_width=6)
+    table.add_column("val MSE", no_wrap=True, justify="right")
+    table.add_column("best", no_wrap=True, justify="right")
+    table.add_column("trend", no_wrap=True, width=spark_width)
+    for running in snapshot.running:
+        names = running.output_names or ["–"]
+        job = running.job
+        elapsed = seconds_between(job.started_at, now) if job.started_at else None
+        table.add_row(
+            _job_label(job),
+            running.worker or job.lease_owner or "–",
+            _progress(running, 10),
+            format_duration(elapsed),
+            format_duration(running.eta_seconds(now)),
+            "\n".join(names),
+            "\n".join(format_mse(running.latest_val_mse(n)) for n in names),
+            "\n".join(format_mse(running.best_val_mse(n)) for n in names),
+            Text("\n".join(sparkline(running.val_mse_curve(n), spark_width) for n in names), style="cyan"),
+        )
+    return table
+
+
+def _running_stacked(snapshot: Snapshot, now: datetime, width: int, caption: str | None) -> RenderableType:
+    parts: list[RenderableType] = [Text("Running", style="bold")]
+    spark_width = max(0, min(16, width - 40))
+    for running in snapshot.running:
+        job = running.job
+        elapsed = seconds_between(job.started_at, now) if job.started_at else None
+        head = Text()
+        head.append(_job_label(job), style="bold")
+        worker = running.worker or job.lease_owner
+        if worker:
+            head.append(f" on {worker}")
+        head.append(f"  epoch {running.epochs_done}/{job.epochs_total}")
+        head.append(f"  {format_duration(elapsed)} elapsed, ETA {format_duration(running.eta_seconds(now))}")
+        parts.append(head)
+        if width >= 40:
+            total = job.epochs_total
+            bar_width = min(40, width - 4)
+            parts.append(progress_bar(running.epochs_done, total, bar_width))
+        outputs = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
+        outputs.add_column("  output", overflow="ellipsis", no_wrap=True, min_width=6)
+        outputs.add_column("val MSE", no_wrap=True, justify="right")
+        outputs.add_column("best", no_wrap=True, justify="right")
+        if spark_width:
+            outputs.add_column("trend", no_wrap=True, width=spark_width)
+        for name in running.output_names or ["–"]:
+            row: list[RenderableType] = [
+                f"  {name}",
+                format_mse(running.latest_val_mse(name)),
+                format_mse(running.best_val_mse(name)),
+            ]
+            if spark_width:
+                row.append(Text(sparkline(running.val_mse_curve(name), spark_width), style="cyan"))
+            outputs.add_row(*row)
+        parts.append(outputs)
+    if caption:
+        parts.append(Text(caption, style="dim"))
+    return Group(*parts)
+
+
+def _outputs(job: JobRecord) -> list[str]:
+    return list(dict.fromkeys([*job.val_mse, *job.test_mse]))
+
+
+def _error_line(job: JobRecord, limit: int) -> str | None:
+    if not job.error:
+        return None
+    lines = [line for line in job.error.strip().splitlines() if line.strip()]
+    line = lines[-1] if lines else job.error.strip()  # a traceback's last line says what happened
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _recent(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
+    if not snapshot.recent:
+        return Text("Recently finished: none yet.", style="dim")
+    if width < NARROW_WIDTH:
+        return _recent_stacked(snapshot, now, width)
+    table = Table(title="Recently finished", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Job", overflow="fold", min_width=10, max_width=max(24, width // 3))
+    table.add_column("State", no_wrap=True)
+    table.add_column("Finished", no_wrap=True, justify="right")
+    table.add_column("Duration", no_wrap=True, justify="right")
+    table.add_column("Output", overflow="ellipsis", no_wrap=True, min_width=6)
+    table.add_column("val MSE", no_wrap=True, justify="right")
+    table.add_column("test MSE", no_wrap=True, justify="right")
+    for job in snapshot.recent:
+        names = _outputs(job) or ["–"]
+        label = Text(_job_label(job))
+        error = _error_line(job, 200)
+        if error:
+            label.append("\n" + error, style="red")
+        table.add_row(
+            label,
+            _state_text(job.state),
+            _ago(job.finished_at, now),
+            format_duration(job_duration(job)),
+            "\n".join(names),
+            "\n".join(format_mse(job.val_mse.get(n)) for n in names),
+            "\n".join(format_mse(job.test_mse.get(n)) for n in names),
+        )
+    return table
+
+
+def _recent_stacked(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
+    parts: list[RenderableType] = [Text("Recently finished", style="bold")]
+    for job in snapshot.recent:
+        head = Text()
+        head.append(_job_label(job), style="bold")
+        head.append("  ")
+        head.append_text(_state_text(job.state))
+        head.append(f"  {format_duration(job_duration(job))}, {_ago(job.finished_at, now)}")
+        parts.append(head)
+        error = _error_line(job, 4 * width)
+        if error:
+            parts.append(Text(f"  {error}", style="red"))
+        names = _outputs(job)
+        if names:
+            outputs = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
+            outputs.add_column("  output", overflow="ellipsis", no_wrap=True, min_width=6)
+            outputs.add_column("val MSE", no_wrap=True, justify="right")
+            outputs.add_column("test MSE", no_wrap=True, justify="right")
+            for name in names:
+                outputs.add_row(f"  {name}", format_mse(job.val_mse.get(name)), format_mse(job.test_mse.get(name)))
+            parts.append(outputs)
+    return Group(*parts)

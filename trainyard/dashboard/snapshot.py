@@ -1,0 +1,245 @@
+"""What the dashboard shows, read from the store in one short, read-only transaction.
+
+A :class:`Snapshot` holds only what one frame shows: the job counts per state, the oldest queued
+job's age, the workers, the running jobs with their epochs and the few most recently finished
+jobs. It never holds "all jobs", so a frame costs about the same with 100 or 10,000 jobs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from trainyard import defaults
+from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord, WorkerState
+
+if TYPE_CHECKING:
+    from trainyard.db.store import Store
+
+
+def utcnow() -> datetime:
+    """The dashboard's default clock: an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Naive datetimes from the store are UTC; make them aware so they compare with the clock."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def seconds_between(earlier: datetime, later: datetime) -> float:
+    """``later - earlier`` in seconds, whatever the awareness of either side."""
+    return (as_utc(later) - as_utc(earlier)).total_seconds()
+
+
+def is_lost(worker: WorkerRecord, now: datetime, lost_after: float = defaults.WORKER_LOST_AFTER_SECONDS) -> bool:
+    """A worker that did not stop cleanly and whose heartbeat is older than ``lost_after`` seconds."""
+    return worker.state != WorkerState.STOPPED and seconds_between(worker.last_heartbeat, now) > lost_after
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A running job with its epochs so far (in epoch order) and the worker training it."""
+
+    job: JobRecord
+    epochs: tuple[EpochRecord, ...] = ()
+    worker: str | None = None
+
+    @property
+    def output_names(self) -> list[str]:
+        """Every output seen in the epochs (or in the job's latest val MSE), in first-seen order."""
+        names: dict[str, None] = {}
+        for record in self.epochs:
+            names.update(dict.fromkeys(record.outputs))
+        names.update(dict.fromkeys(self.job.val_mse))
+        return list(names)
+
+    def val_mse_curve(self, output: str) -> list[float | None]:
+        """The validation MSE of ``output`` epoch after epoch (``None`` where it was not measured)."""
+        return [_number_or_none(record.outputs.get(output, {}).get("val_mse")) for record in self.epochs]
+
+    def latest_val_mse(self, output: str) -> float | None:
+        """The last measured validation MSE of ``output`` (may be NaN when training diverged)."""
+        for value in reversed(self.val_mse_curve(output)):
+            if value is not None:
+                return value
+        return _number_or_none(self.job.val_mse.get(output))
+
+    def best_val_mse(self, output: str) -> float | None:
+        """The lowest finite validation MSE of ``output`` so far."""
+        values = [v for v in self.val_mse_curve(output) if v is not None and math.isfinite(v)]
+        if values:
+            return min(values)
+        latest = self.latest_val_mse(output)
+        return latest if latest is not None and math.isfinite(latest) else None
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs completed, from the job record or the epochs read, whichever is further."""
+        return max(self.job.epochs_done, self.epochs[-1].epoch if self.epochs else 0)
+
+    def seconds_per_epoch(self) -> float | None:
+        """Average duration of an epoch, from the epochs' timestamps (``None`` before the first one)."""
+        if len(self.epochs) >= 2:
+            first, last = self.epochs[0], self.epochs[-1]
+            if last.epoch > first.epoch:
+                return max(0.0, seconds_between(first.recorded_at, last.recorded_at) / (last.epoch - first.epoch))
+        if self.epochs and self.job.started_at is not None:
+            only = self.epochs[-1]
+            done_this_run = only.epoch if self.job.attempts <= 1 else 1
+            return max(0.0, seconds_between(self.job.started_at, only.recorded_at) / max(1, done_this_run))
+        return None
+
+    def eta_seconds(self, now: datetime) -> float | None:
+        """Seconds until the last epoch ends at the pace so far; ``None`` while unknown."""
+        pace = self.seconds_per_epoch()
+        if pace is None or not self.epochs:
+            return None
+        remaining = max(0, self.job.epochs_total - self.epochs_done)
+        since_last = seconds_between(self.epochs[-1].recorded_at, now)
+        return max(0.0, remaining * pace - since_last) if remaining else 0.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one dashboard frame shows, read at ``taken_at`` from the store at ``source``."""
+
+    taken_at: datetime
+    source: str
+    counts: Mapping[JobState, int] = field(default_factory=dict)
+    oldest_queued_at: datetime | None = None
+    workers: tuple[WorkerRecord, ...] = ()
+    running: tuple[RunningJob, ...] = ()
+    recent: tuple[JobRecord, ...] = ()
+
+    @property
+    def total_jobs(self) -> int:
+        return sum(self.counts.values())
+
+    def count(self, state: JobState) -> int:
+        return int(self.counts.get(state, 0))
+
+    @property
+    def running_not_shown(self) -> int:
+        """Running jobs beyond the ones the snapshot holds (it reads a bounded number)."""
+        return max(0, self.count(JobState.RUNNING) - len(self.running))
+
+    def to_json(self, now: datetime | None = None) -> dict[str, Any]:
+        """The same data as a frame, as JSON-ready values (``--json``); ``now`` decides lost workers.
+
+        Non-finite numbers (a diverged loss) become ``null``: JSON has no NaN.
+        """
+        now = self.taken_at if now is None else now
+        return _json_safe({
+            "taken_at": _iso(self.taken_at),
+            "source": self.source,
+            "queue": {
+                "counts": {state.value: self.count(state) for state in JobState},
+                "total": self.total_jobs,
+                "oldest_queued_at": _iso(self.oldest_queued_at),
+                "oldest_queued_wait_seconds": (
+                    round(seconds_between(self.oldest_queued_at, now), 3) if self.oldest_queued_at else None
+                ),
+            },
+            "workers": [
+                {
+                    "name": w.name,
+                    "host": w.host,
+                    "devices": list(w.devices),
+                    "state": "lost" if is_lost(w, now) else w.state.value,
+                    "lost": is_lost(w, now),
+                    "current_job_id": w.current_job_id,
+                    "started_at": _iso(w.started_at),
+                    "last_heartbeat": _iso(w.last_heartbeat),
+                    "heartbeat_age_seconds": round(seconds_between(w.last_heartbeat, now), 3),
+                }
+                for w in self.workers
+            ],
+            "running": [
+                {
+                    **_job_json(r.job),
+                    "worker": r.worker,
+                    "epochs_done": r.epochs_done,
+                    "elapsed_seconds": (
+                        round(seconds_between(r.job.started_at, now), 3) if r.job.started_at else None
+                    ),
+                    "eta_seconds": _round(r.eta_seconds(now)),
+                    "outputs": {
+                        name: {
+                            "val_mse": r.latest_val_mse(name),
+                            "best_val_mse": r.best_val_mse(name),
+                            "val_mse_by_epoch": r.val_mse_curve(name),
+                        }
+                        for name in r.output_names
+                    },
+                }
+                for r in self.running
+            ],
+            "running_not_shown": self.running_not_shown,
+            "recent": [
+                {
+                    **_job_json(job),
+                    "finished_at": _iso(job.finished_at),
+                    "duration_seconds": _round(job_duration(job)),
+                    "error": job.error,
+                    "outputs": {
+                        name: {"val_mse": job.val_mse.get(name), "test_mse": job.test_mse.get(name)}
+                        for name in _names(job)
+                    },
+                }
+                for job in self.recent
+            ],
+        })
+
+
+def job_duration(job: JobRecord) -> float | None:
+    """Seconds from the (last) start to the end of a finished job."""
+    if job.started_at is None or job.finished_at is None:
+        return None
+    return max(0.0, seconds_between(job.started_at, job.finished_at))
+
+
+def _names(job: JobRecord) -> list[str]:
+    return list(dict.fromkeys([*job.val_mse, *job.test_mse]))
+
+
+def _job_json(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": job.state.value,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "epochs_total": job.epochs_total,
+        "started_at": _iso(job.started_at),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return as_utc(moment).isoformat() if moment is not None else None
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+def _number_or_none(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
