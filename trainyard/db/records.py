@@ -106,6 +106,29 @@ class JobRecord:
     val_mse: dict[str, float] = field(default_factory=dict)  # latest (final once succeeded)
     test_mse: dict[str, float] = field(default_factory=dict)
     spec_document: dict[str, Any] | None = None  # filled by get_job, not by list queries
+    dispatched_at: datetime | None = None  # last time a broker message was sent for it
+    spec_hash: str | None = None  # content hash of the spec document; filled by get_job
+
+    @property
+    def progress(self) -> str:
+        """``"k/n"``: epochs done of the epochs the spec asks for."""
+        return f"{self.epochs_done}/{self.epochs_total}"
+
+
+@dataclass(frozen=True)
+class LeaseStatus:
+    """What :meth:`Store.renew_lease` tells a worker about the job it trains.
+
+    ``held`` is False when the lease was lost (expired and requeued, or taken by another worker):
+    the worker must stop and write nothing more. ``cancel_requested`` asks it to stop cleanly and
+    ``finish(..., JobState.CANCELLED)``.
+    """
+
+    job_id: int
+    held: bool
+    cancel_requested: bool
+    state: JobState
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True)

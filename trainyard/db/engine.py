@@ -1,0 +1,220 @@
+"""Database engines of the job store: one per URL per process, SQLite set up for several processes.
+
+SQLite (the default) is shared by the CLI, the workers and the dashboard, each a separate process.
+Measured here (``shared/PITFALLS.md``), a plain deferred ``BEGIN`` makes read-then-write transactions
+fail with "database is locked"; so every write transaction starts with ``BEGIN IMMEDIATE`` (the
+writer waits up to the busy timeout for the lock instead of failing on upgrade), reads use a
+deferred ``BEGIN`` (WAL lets them run next to a writer). PostgreSQL needs none of that.
+
+The schema is created and upgraded by the alembic migrations shipped in ``migrations/``, run
+programmatically on first open. Several processes opening a fresh database at once is safe: the
+upgrade runs under ``BEGIN IMMEDIATE`` on SQLite and a transaction-scoped advisory lock on
+PostgreSQL, and alembic re-reads the schema version once it holds the lock.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from trainyard import defaults
+from trainyard.config import redact_url
+from trainyard.errors import StoreError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+#: Key of the PostgreSQL advisory lock held while the schema is upgraded ("trainyrd" in ASCII).
+_PG_MIGRATION_LOCK = 0x747261696E797264
+
+_BEGIN_OPTION = "trainyard_begin"
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The two faces of one database: ``read`` (deferred transactions) and ``write`` (immediate ones).
+
+    On PostgreSQL both are the same engine; on SQLite ``write`` shares ``read``'s pool and only
+    changes the ``BEGIN`` it emits.
+    """
+
+    url: str
+    read: Engine
+    write: Engine
+
+    @property
+    def name(self) -> str:
+        """The URL with its password hidden: what error messages show."""
+        return redact_url(self.url)
+
+    @property
+    def dialect(self) -> str:
+        return self.read.dialect.name
+
+
+_engines: dict[str, Engines] = {}
+_schema_ready: set[str] = set()
+_lock = threading.Lock()
+
+
+def engines_for(url: str) -> Engines:
+    """The process-wide engines for ``url`` (created on first use)."""
+    with _lock:
+        found = _engines.get(url)
+        if found is None:
+            found = _engines[url] = _create(url)
+        return found
+
+
+def dispose_all() -> None:
+    """Close every pooled connection of this process (tests, and a clean shutdown)."""
+    with _lock:
+        for engines in _engines.values():
+            engines.read.dispose()
+        _engines.clear()
+        _schema_ready.clear()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (Celery prefork) must not reuse the parent's connections: drop them from the
+    # pool without closing them, which would close the parent's sockets/files too.
+    for engines in _engines.values():
+        engines.read.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _create(url: str) -> Engines:
+    try:
+        parsed = sa.engine.make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"job store URL {redact_url(url)!r} cannot be parsed: {exc}") from exc
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _create_sqlite(url, parsed)
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError as exc:
+        raise StoreError(
+            f"job store {redact_url(url)}: unsupported database {parsed.drivername!r} "
+            "(use sqlite:///path or postgresql+psycopg://...)"
+        ) from exc
+    return Engines(url, engine, engine)
+
+
+def _create_sqlite(url: str, parsed: sa.engine.URL) -> Engines:
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        raise StoreError(f"job store {url}: an in-memory SQLite database cannot be shared; give a file path")
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    busy = defaults.SQLITE_BUSY_TIMEOUT_SECONDS
+    engine = sa.create_engine(parsed, connect_args={"timeout": busy, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # pysqlite would emit its own deferred BEGIN lazily; take transactions over (see "begin").
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            _enable_wal(cursor, busy)
+            cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, much faster
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+    return Engines(url, engine, engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"}))
+
+
+def _enable_wal(cursor: sqlite3.Cursor, busy: float) -> None:
+    # Switching a fresh file to WAL needs a moment of exclusive access; when several processes
+    # open the same fresh file at once, one of them may see SQLITE_BUSY here despite the timeout.
+    deadline = time.monotonic() + busy
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+            continue
+        if mode and str(mode[0]).lower() == "wal":
+            return
+        raise sqlite3.OperationalError(f"cannot switch to WAL journal mode (got {mode!r}); is the file on NFS?")
+
+
+def _alembic_config(connection: sa.Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The schema revision this version of trainyard expects."""
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(None)  # type: ignore[arg-type]
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None  # the package ships at least one migration
+    return head
+
+
+def current_revision(engines: Engines) -> str | None:
+    """The schema revision the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engines.read.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def ensure_schema(engines: Engines) -> None:
+    """Create or upgrade the schema to this version's head, once per database per process."""
+    if engines.url in _schema_ready:
+        return
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    head = head_revision()
+    current = current_revision(engines)
+    if current != head:
+        script = ScriptDirectory.from_config(_alembic_config(None))  # type: ignore[arg-type]
+        if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+            raise StoreError(
+                f"job store {engines.name} has schema revision {current!r}, which this version of "
+                f"trainyard does not know (it expects {head!r}); upgrade trainyard"
+            )
+        with engines.write.begin() as connection:
+            if engines.dialect == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            command.upgrade(_alembic_config(connection), "head")
+    _schema_ready.add(engines.url)
+
+
+def translate(exc: SQLAlchemyError, name: str) -> StoreError:
+    """One clear line for a database error, naming the (redacted) database."""
+    original = getattr(exc, "orig", None)
+    detail = str(original if original is not None else exc).strip().splitlines()
+    text = detail[0] if detail else type(exc).__name__
+    lowered = text.lower()
+    if isinstance(exc, sa.exc.OperationalError) and any(
+        marker in lowered
+        for marker in ("connection refused", "could not connect", "connection failed", "unable to open", "timeout expired")
+    ):
+        return StoreError(f"cannot reach the job store at {name}: {text}")
+    return StoreError(f"job store {name}: {text}")

@@ -1,0 +1,676 @@
+"""The job store: the one source of truth about specs, jobs, their metrics and the workers.
+
+Concurrency contract, written once here:
+
+* Every public method is one transaction. Write transactions are ``BEGIN IMMEDIATE`` on SQLite
+  (one writer at a time, others wait up to the busy timeout) and ordinary transactions on PostgreSQL.
+* Every state change is a conditional ``UPDATE ... WHERE id = ? AND state = ?`` whose row count is
+  checked, so two processes can never both move the same job: a finished job cannot be claimed, a
+  claimed job cannot be claimed twice, a job whose lease was lost cannot be finished by its old owner.
+* A running job belongs to the worker named in ``lease_owner`` until ``lease_expires_at``. The owner
+  keeps it by renewing the lease; ``record_epoch``, ``finish`` and ``release`` from anyone else raise
+  :class:`LeaseLost`. ``requeue_expired`` takes jobs back from workers that stopped renewing.
+* ``epochs_done == 0`` on a claimed job means "start from scratch" (a new job or a retry); a job
+  requeued after a lost lease keeps its epochs and may resume from its backup.
+
+Callers get frozen records (``trainyard.db.records``); ORM rows never leave this package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from trainyard import defaults
+from trainyard.db import engine as _engine
+from trainyard.db.models import EpochRow, JobRow, SpecRow, WorkerRow
+from trainyard.db.records import (
+    EpochRecord,
+    JobRecord,
+    JobState,
+    LeaseStatus,
+    SpecRecord,
+    WorkerRecord,
+    WorkerState,
+)
+from trainyard.errors import InvalidTransition, JobNotFound, StoreError
+
+_FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+_RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
+
+
+class LeaseLost(InvalidTransition):
+    """A worker wrote to a job it no longer owns (its lease expired and the job was requeued,
+    another worker claimed it, or it is finished). The worker must stop training it."""
+
+    def __init__(self, job_id: int, owner: str, state: JobState, holder: str | None) -> None:
+        held_by = f", now held by {holder}" if holder and holder != owner else ""
+        super().__init__(f"job {job_id}: {owner} no longer holds its lease (job is {state}{held_by})")
+        self.job_id = job_id
+        self.owner = owner
+        self.state = state
+
+
+def utcnow() -> datetime:
+    """The store's clock: aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def spec_hash(document: Mapping[str, Any]) -> str:
+    """Content hash of a spec document: identical documents hash alike whatever their key order."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _finite(value: Any) -> float | None:
+    # JSON has no NaN/inf (PostgreSQL rejects them); a diverged metric is stored as null.
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _mse_map(values: Mapping[str, Any] | None) -> dict[str, float | None]:
+    return {str(name): _finite(value) for name, value in (values or {}).items()}
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+class Store:
+    """The job store over one database (SQLite file or PostgreSQL). Open it with :meth:`open`."""
+
+    def __init__(self, engines: _engine.Engines) -> None:
+        self._engines = engines
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Store:
+        """Open the store at ``url`` (default: ``Settings.from_env().db_url``), creating or upgrading
+        its schema on first use. Raises :class:`StoreError` when the database cannot be reached."""
+        if url is None:
+            from trainyard.config import Settings
+
+            url = Settings.from_env().db_url
+        engines = _engine.engines_for(url)
+        try:
+            _engine.ensure_schema(engines)
+        except SQLAlchemyError as exc:
+            raise _engine.translate(exc, engines.name) from exc
+        return cls(engines)
+
+    @property
+    def url(self) -> str:
+        """The database URL (with its password: do not print it; use :attr:`name`)."""
+        return self._engines.url
+
+    @property
+    def name(self) -> str:
+        """The database URL with its password hidden."""
+        return self._engines.name
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engines.dialect
+
+    def __repr__(self) -> str:
+        return f"Store({self.name!r})"
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """One transaction; database errors leave it as one :class:`StoreError` naming the database."""
+        engine = self._engines.write if write else self._engines.read
+        try:
+            with Session(engine, expire_on_commit=False, autoflush=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise _engine.translate(exc, self.name) from exc
+
+    def _insert(self, table: Any) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
+
+    # ------------------------------------------------------------------ scheduler side
+
+    def add_jobs(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        priority: int = defaults.PRIORITY,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+    ) -> list[JobRecord]:
+        """Store each spec document (once per content hash) and queue one job per document.
+
+        All or nothing: one transaction. ``docs`` are ``JobSpec.document()`` dicts; the job takes its
+        name from ``doc["name"]`` and its epoch count from ``doc["training"]["epochs"]``.
+        """
+        if max_attempts < 1:
+            raise StoreError(f"max_attempts: expected a positive integer, received {max_attempts!r}")
+        now = utcnow()
+        prepared = []
+        for doc in docs:
+            document = json.loads(json.dumps(doc, default=str))  # plain JSON types, checked early
+            prepared.append((document, spec_hash(document)))
+        with self._session(write=True) as session:
+            spec_ids: dict[str, int] = {}
+            for document, digest in prepared:
+                if digest in spec_ids:
+                    continue
+                session.execute(
+                    self._insert(SpecRow)
+                    .values(name=_doc_name(document), content_hash=digest, document=document, created_at=now)
+                    .on_conflict_do_nothing(index_elements=["content_hash"])
+                )
+                spec_ids[digest] = session.scalars(
+                    sa.select(SpecRow.id).where(SpecRow.content_hash == digest)
+                ).one()
+            rows = [
+                JobRow(
+                    spec_id=spec_ids[digest],
+                    name=_doc_name(document),
+                    state=JobState.QUEUED,
+                    priority=int(priority),
+                    attempts=0,
+                    max_attempts=int(max_attempts),
+                    epochs_total=_doc_epochs(document),
+                    epochs_done=0,
+                    created_at=now,
+                    updated_at=now,
+                    cancel_requested=False,
+                    val_mse={},
+                    test_mse={},
+                )
+                for document, digest in prepared
+            ]
+            session.add_all(rows)
+            session.flush()
+            return [_job_record(row) for row in rows]
+
+    def get_job(self, job_id: int) -> JobRecord:
+        """The job with its spec document; raises :class:`JobNotFound`."""
+        with self._session() as session:
+            found = session.execute(
+                sa.select(JobRow, SpecRow.document, SpecRow.content_hash)
+                .join(SpecRow, SpecRow.id == JobRow.spec_id)
+                .where(JobRow.id == job_id)
+            ).one_or_none()
+            if found is None:
+                raise JobNotFound(job_id)
+            row, document, digest = found
+            return _job_record(row, document=document, digest=digest)
+
+    def get_jobs(self, job_ids: Iterable[int]) -> list[JobRecord]:
+        """The jobs with these ids, in the order given; raises :class:`JobNotFound` for the first missing."""
+        ids = list(job_ids)
+        with self._session() as session:
+            rows = {row.id: row for row in session.scalars(sa.select(JobRow).where(JobRow.id.in_(ids)))}
+        for job_id in ids:
+            if job_id not in rows:
+                raise JobNotFound(job_id)
+        return [_job_record(rows[job_id]) for job_id in ids]
+
+    def get_spec(self, spec_id: int) -> SpecRecord:
+        """A stored spec; raises :class:`StoreError` when it does not exist."""
+        with self._session() as session:
+            row = session.get(SpecRow, spec_id)
+            if row is None:
+                raise StoreError(f"job store {self.name}: no spec with id {spec_id!r}")
+            return SpecRecord(row.id, row.name, row.content_hash, row.document, row.created_at)
+
+    def list_jobs(self, state: JobState | str | None = None, limit: int | None = None) -> list[JobRecord]:
+        """Jobs, newest first, optionally only those in ``state`` and at most ``limit`` of them."""
+        query = sa.select(JobRow).order_by(JobRow.id.desc())
+        if state is not None:
+            query = query.where(JobRow.state == JobState(state))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._session() as session:
+            return [_job_record(row) for row in session.scalars(query)]
+
+    def count_by_state(self) -> dict[JobState, int]:
+        """How many jobs are in each state (every state present, zeros included)."""
+        counts = dict.fromkeys(JobState, 0)
+        with self._session() as session:
+            for state, count in session.execute(sa.select(JobRow.state, sa.func.count()).group_by(JobRow.state)):
+                counts[JobState(state)] = count
+        return counts
+
+    def epochs(self, job_id: int) -> list[EpochRecord]:
+        """The recorded epochs of a job, in order; raises :class:`JobNotFound`."""
+        with self._session() as session:
+            if session.get(JobRow, job_id) is None:
+                raise JobNotFound(job_id)
+            rows = session.scalars(sa.select(EpochRow).where(EpochRow.job_id == job_id).order_by(EpochRow.epoch))
+            return [_epoch_record(row) for row in rows]
+
+    def request_cancel(self, job_id: int) -> JobRecord:
+        """Cancel a job: a queued one is cancelled at once, a running one gets ``cancel_requested``
+        (its worker stops it at the next batch boundary). A finished job raises :class:`InvalidTransition`."""
+        now = utcnow()
+        with self._session(write=True) as session:
+            if self._move(
+                session,
+                job_id,
+                JobState.QUEUED,
+                state=JobState.CANCELLED,
+                finished_at=now,
+                updated_at=now,
+                error="cancelled before it started",
+            ):
+                return self._job_in(session, job_id)
+            if self._move(session, job_id, JobState.RUNNING, cancel_requested=True, updated_at=now):
+                return self._job_in(session, job_id)
+            job = self._job_in(session, job_id)
+            raise InvalidTransition(f"job {job_id} is already {job.state}; only queued or running jobs can be cancelled")
+
+    def retry(self, job_id: int) -> JobRecord:
+        """Queue a failed or cancelled job again, from scratch: attempts, epochs and results are reset."""
+        now = utcnow()
+        with self._session(write=True) as session:
+            moved = self._move(
+                session,
+                job_id,
+                _RETRYABLE,
+                state=JobState.QUEUED,
+                attempts=0,
+                epochs_done=0,
+                error=None,
+                cancel_requested=False,
+                lease_owner=None,
+                lease_expires_at=None,
+                started_at=None,
+                finished_at=None,
+                dispatched_at=None,
+                model_path=None,
+                val_mse={},
+                test_mse={},
+                updated_at=now,
+            )
+            if not moved:
+                job = self._job_in(session, job_id)
+                raise InvalidTransition(f"job {job_id} is {job.state}; only failed or cancelled jobs can be retried")
+            session.execute(sa.delete(EpochRow).where(EpochRow.job_id == job_id))
+            return self._job_in(session, job_id)
+
+    def mark_dispatched(self, job_ids: Iterable[int], at: datetime | None = None) -> None:
+        """Remember that a broker message was sent for these jobs (the reconciler reads ``dispatched_at``)."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        with self._session(write=True) as session:
+            session.execute(
+                sa.update(JobRow)
+                .where(JobRow.id.in_(ids))
+                .values(dispatched_at=at or utcnow())
+                .execution_options(synchronize_session=False)
+            )
+
+    # ------------------------------------------------------------------ worker side
+
+    def claim_next(self, owner: str, lease_seconds: float = defaults.LEASE_SECONDS) -> JobRecord | None:
+        """Claim the best queued job (highest priority, then oldest) for ``owner``, or None.
+
+        The job becomes ``running`` with ``attempts`` + 1 and a lease until now + ``lease_seconds``.
+        The returned record carries the spec document.
+        """
+        while True:
+            now = utcnow()
+            with self._session(write=True) as session:
+                candidate = session.scalars(
+                    sa.select(JobRow.id)
+                    .where(JobRow.state == JobState.QUEUED)
+                    .order_by(JobRow.priority.desc(), JobRow.created_at, JobRow.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock already
+                ).first()
+                if candidate is None:
+                    return None
+                if self._move(
+                    session,
+                    candidate,
+                    JobState.QUEUED,
+                    state=JobState.RUNNING,
+                    attempts=JobRow.attempts + 1,
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    started_at=now,
+                    finished_at=None,
+                    updated_at=now,
+                ):
+                    return self._job_in(session, candidate, with_spec=True)
+            # Lost a race for that row (only possible without row locks): look again.
+
+    def renew_lease(self, job_id: int, owner: str, lease_seconds: float = defaults.LEASE_SECONDS) -> LeaseStatus:
+        """Extend ``owner``'s lease on a running job; says whether it still holds it and whether a
+        cancel was requested. A lost lease is reported (``held=False``), not raised."""
+        now = utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+        with self._session(write=True) as session:
+            held = self._move(
+                session, job_id, JobState.RUNNING, owner=owner, lease_expires_at=expires, updated_at=now
+            )
+            job = self._job_in(session, job_id)
+            return LeaseStatus(
+                job_id=job_id,
+                held=held,
+                cancel_requested=job.cancel_requested,
+                state=job.state,
+                expires_at=expires if held else job.lease_expires_at,
+            )
+
+    def record_epoch(self, job_id: int, owner: str, metrics: Any) -> bool:
+        """Store one epoch's metrics (an ``EpochMetrics`` or a dict with ``epoch``, ``loss``,
+        ``val_loss``, ``outputs``). Idempotent: returns False if that epoch was already stored.
+        Raises :class:`LeaseLost` if ``owner`` does not hold the job."""
+        epoch = int(_field(metrics, "epoch"))
+        if epoch < 1:
+            raise StoreError(f"job {job_id}: epoch numbers start at 1, received {epoch}")
+        outputs = {
+            str(name): {str(key): _finite(value) for key, value in (values or {}).items()}
+            for name, values in (_field(metrics, "outputs") or {}).items()
+        }
+        now = utcnow()
+        with self._session(write=True) as session:
+            job = self._owned(session, job_id, owner)
+            inserted = session.execute(
+                self._insert(EpochRow)
+                .values(
+                    job_id=job_id,
+                    epoch=epoch,
+                    loss=_finite(_field(metrics, "loss")),
+                    val_loss=_finite(_field(metrics, "val_loss")),
+                    outputs=outputs,
+                    recorded_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["job_id", "epoch"])
+                .returning(EpochRow.id)
+            ).first() is not None
+            if inserted and epoch >= job.epochs_done:
+                session.execute(
+                    sa.update(JobRow)
+                    .where(JobRow.id == job_id)
+                    .values(
+                        epochs_done=epoch,
+                        val_mse={name: values.get("val_mse") for name, values in outputs.items()},
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            return inserted
+
+    def finish(
+        self,
+        job_id: int,
+        owner: str,
+        state: JobState | str,
+        error: str | None = None,
+        test_mse: Mapping[str, float] | None = None,
+        model_path: str | None = None,
+        *,
+        val_mse: Mapping[str, float] | None = None,
+    ) -> JobRecord:
+        """End ``owner``'s run of a job in a terminal ``state`` (succeeded, failed or cancelled).
+
+        ``val_mse`` defaults to the last recorded epoch's. Raises :class:`LeaseLost` if ``owner``
+        does not hold the job.
+        """
+        target = JobState(state)
+        if not target.is_finished:
+            raise InvalidTransition(f"finish job {job_id}: expected succeeded, failed or cancelled, received {target}")
+        now = utcnow()
+        values: dict[str, Any] = {
+            "state": target,
+            "finished_at": now,
+            "updated_at": now,
+            "lease_expires_at": None,
+            "error": error if target is not JobState.SUCCEEDED else None,
+            "test_mse": _mse_map(test_mse),
+            "model_path": model_path,
+        }
+        if val_mse is not None:
+            values["val_mse"] = _mse_map(val_mse)
+        with self._session(write=True) as session:
+            if not self._move(session, job_id, JobState.RUNNING, owner=owner, **values):
+                self._raise_lost(session, job_id, owner)
+            return self._job_in(session, job_id)
+
+    def release(self, job_id: int, owner: str) -> JobRecord:
+        """Hand a running job back (worker shutdown): it is queued again without using up an attempt,
+        or cancelled if a cancel was requested. Raises :class:`LeaseLost` if ``owner`` does not hold it."""
+        now = utcnow()
+        with self._session(write=True) as session:
+            job = self._owned(session, job_id, owner)
+            if job.cancel_requested:
+                values: dict[str, Any] = {"state": JobState.CANCELLED, "finished_at": now, "error": "cancelled"}
+            else:
+                values = {
+                    "state": JobState.QUEUED,
+                    "attempts": sa.case((JobRow.attempts > 0, JobRow.attempts - 1), else_=0),
+                    "lease_owner": None,
+                    "dispatched_at": None,
+                }
+            if not self._move(
+                session, job_id, JobState.RUNNING, owner=owner, lease_expires_at=None, updated_at=now, **values
+            ):
+                self._raise_lost(session, job_id, owner)
+            return self._job_in(session, job_id)
+
+    def requeue_expired(self, now: datetime | None = None) -> list[JobRecord]:
+        """Take back running jobs whose lease expired before ``now``: queued again, or ``failed``
+        once they used up their attempts, or ``cancelled`` if a cancel was requested. Returns them."""
+        now = now or utcnow()
+        changed: list[int] = []
+        with self._session(write=True) as session:
+            expired = session.scalars(
+                sa.select(JobRow)
+                .where(JobRow.state == JobState.RUNNING, JobRow.lease_expires_at < now)
+                .order_by(JobRow.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for job in expired:
+                lost = f"lease of {job.lease_owner} expired at {job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+                if job.cancel_requested:
+                    values: dict[str, Any] = {
+                        "state": JobState.CANCELLED,
+                        "finished_at": now,
+                        "error": f"cancelled (worker lost: {lost})",
+                    }
+                elif job.attempts >= job.max_attempts:
+                    values = {
+                        "state": JobState.FAILED,
+                        "finished_at": now,
+                        "error": f"worker lost {job.attempts} times: {lost}",
+                    }
+                else:
+                    values = {
+                        "state": JobState.QUEUED,
+                        "lease_owner": None,
+                        "dispatched_at": None,
+                        "error": f"attempt {job.attempts} of {job.max_attempts} interrupted: {lost}",
+                    }
+                if self._move(
+                    session,
+                    job.id,
+                    JobState.RUNNING,
+                    owner=job.lease_owner,
+                    expired_before=now,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    **values,
+                ):
+                    changed.append(job.id)
+            session.expire_all()
+            return [self._job_in(session, job_id) for job_id in changed]
+
+    def worker_heartbeat(
+        self,
+        name: str,
+        host: str,
+        devices: Sequence[str],
+        state: WorkerState | str,
+        current_job_id: int | None = None,
+    ) -> WorkerRecord:
+        """Record that worker ``name`` is alive (insert on first heartbeat). A worker that comes back
+        after ``stopped`` gets a new ``started_at``."""
+        now = utcnow()
+        new_state = WorkerState(state)
+        with self._session(write=True) as session:
+            row = session.get(WorkerRow, name, with_for_update=True)
+            if row is None:
+                session.execute(
+                    self._insert(WorkerRow)
+                    .values(
+                        name=name,
+                        host=host,
+                        devices=list(devices),
+                        state=new_state,
+                        current_job_id=current_job_id,
+                        started_at=now,
+                        last_heartbeat=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+                row = session.get(WorkerRow, name, populate_existing=True)
+                assert row is not None
+            else:
+                if row.state is WorkerState.STOPPED and new_state is not WorkerState.STOPPED:
+                    row.started_at = now
+                row.host = host
+                row.devices = list(devices)
+                row.state = new_state
+                row.current_job_id = current_job_id
+                row.last_heartbeat = now
+                session.flush()
+            return _worker_record(row)
+
+    def list_workers(self) -> list[WorkerRecord]:
+        """Every worker that ever sent a heartbeat, by name."""
+        with self._session() as session:
+            return [_worker_record(row) for row in session.scalars(sa.select(WorkerRow).order_by(WorkerRow.name))]
+
+    # ------------------------------------------------------------------ internals
+
+    def _move(
+        self,
+        session: Session,
+        job_id: int,
+        from_state: JobState | tuple[JobState, ...],
+        *,
+        owner: str | None = None,
+        expired_before: datetime | None = None,
+        **values: Any,
+    ) -> bool:
+        """The one way a job changes: a conditional UPDATE; True if this call changed the row."""
+        states = (from_state,) if isinstance(from_state, JobState) else from_state
+        conditions = [JobRow.id == job_id, JobRow.state.in_(states)]
+        if owner is not None:
+            conditions.append(JobRow.lease_owner == owner)
+        if expired_before is not None:
+            conditions.append(JobRow.lease_expires_at < expired_before)
+        result = session.execute(
+            sa.update(JobRow).where(*conditions).values(**values).execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    def _job_in(self, session: Session, job_id: int, with_spec: bool = False) -> JobRecord:
+        row = session.get(JobRow, job_id, populate_existing=True)
+        if row is None:
+            raise JobNotFound(job_id)
+        if with_spec:
+            spec = session.get(SpecRow, row.spec_id)
+            assert spec is not None  # foreign key
+            return _job_record(row, document=spec.document, digest=spec.content_hash)
+        return _job_record(row)
+
+    def _owned(self, session: Session, job_id: int, owner: str) -> JobRow:
+        row = session.get(JobRow, job_id, populate_existing=True)
+        if row is None:
+            raise JobNotFound(job_id)
+        if row.state is not JobState.RUNNING or row.lease_owner != owner:
+            raise LeaseLost(job_id, owner, row.state, row.lease_owner)
+        return row
+
+    def _raise_lost(self, session: Session, job_id: int, owner: str) -> None:
+        job = self._job_in(session, job_id)
+        raise LeaseLost(job_id, owner, job.state, job.lease_owner)
+
+
+def _doc_name(document: Mapping[str, Any]) -> str:
+    name = document.get("name")
+    return str(name) if name else "unnamed"
+
+
+def _doc_epochs(document: Mapping[str, Any]) -> int:
+    training = document.get("training")
+    epochs = training.get("epochs") if isinstance(training, Mapping) else None
+    try:
+        return int(epochs) if epochs is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _job_record(row: JobRow, document: dict[str, Any] | None = None, digest: str | None = None) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        spec_id=row.spec_id,
+        name=row.name,
+        state=JobState(row.state),
+        priority=row.priority,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        epochs_total=row.epochs_total,
+        epochs_done=row.epochs_done,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        cancel_requested=bool(row.cancel_requested),
+        model_path=row.model_path,
+        val_mse=dict(row.val_mse or {}),
+        test_mse=dict(row.test_mse or {}),
+        spec_document=document,
+        dispatched_at=row.dispatched_at,
+        spec_hash=digest,
+    )
+
+
+def _epoch_record(row: EpochRow) -> EpochRecord:
+    return EpochRecord(
+        job_id=row.job_id,
+        epoch=row.epoch,
+        loss=row.loss,
+        val_loss=row.val_loss,
+        outputs=dict(row.outputs or {}),
+        recorded_at=row.recorded_at,
+    )
+
+
+def _worker_record(row: WorkerRow) -> WorkerRecord:
+    return WorkerRecord(
+        name=row.name,
+        host=row.host,
+        devices=list(row.devices or []),
+        state=WorkerState(row.state),
+        current_job_id=row.current_job_id,
+        started_at=row.started_at,
+        last_heartbeat=row.last_heartbeat,
+    )
