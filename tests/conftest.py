@@ -82,3 +82,16 @@ def redis_url() -> str:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a fresh job store, once per backend: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    yield url
+    from trainyard.db.engine import dispose_all
+
+    dispose_all()  # before pg_url drops the database under our pooled connections

@@ -130,6 +130,10 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.name!r})"
 
+    def close(self) -> None:
+        """Nothing to release: connections go back to the process-wide pool after each call.
+        (``trainyard.db.engine.dispose_all()`` closes the pools themselves.)"""
+
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
         """One transaction; database errors leave it as one :class:`StoreError` naming the database."""

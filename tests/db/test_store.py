@@ -1,0 +1,477 @@
+"""The store contract, run against every backend (``db_url``: a SQLite file, then PostgreSQL)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from trainyard.db import JobState, LeaseLost, Store, WorkerState, spec_hash, utcnow
+from trainyard.errors import InvalidTransition, JobNotFound, StoreError
+
+
+def doc(name: str = "mlp", epochs: int = 3, **extra: object) -> dict:
+    """A stand-in for ``JobSpec.document()``: the store only reads ``name`` and ``training.epochs``."""
+    return {"name": name, "training": {"epochs": epochs}, "layers": [{"units": 8}], **extra}
+
+
+def epoch(k: int, val_mse: float = 0.5, loss: float = 1.0) -> dict:
+    return {"epoch": k, "loss": loss, "val_loss": val_mse, "outputs": {"price": {"loss": loss, "val_mse": val_mse}}}
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    return Store.open(db_url)
+
+
+def running(store: Store, owner: str = "w1", **kwargs: object) -> int:
+    store.add_jobs([doc(**kwargs)])  # type: ignore[arg-type]
+    job = store.claim_next(owner, lease_seconds=60)
+    assert job is not None
+    return job.id
+
+
+# ---------------------------------------------------------------- storing
+
+
+def test_add_jobs_queues_one_job_per_document_and_stores_identical_specs_once(store: Store) -> None:
+    jobs = store.add_jobs([doc("a", 5), doc("a", 5), doc("b", 2)], priority=3, max_attempts=4)
+
+    assert [(j.name, j.state, j.priority, j.max_attempts, j.epochs_total) for j in jobs] == [
+        ("a", JobState.QUEUED, 3, 4, 5),
+        ("a", JobState.QUEUED, 3, 4, 5),
+        ("b", JobState.QUEUED, 3, 4, 2),
+    ]
+    assert jobs[0].spec_id == jobs[1].spec_id != jobs[2].spec_id
+    # Same content, other key order, other call: still the same spec row.
+    again = store.add_jobs([{"layers": [{"units": 8}], "training": {"epochs": 5}, "name": "a"}])[0]
+    assert again.spec_id == jobs[0].spec_id
+    assert store.get_spec(again.spec_id).content_hash == spec_hash(doc("a", 5))
+
+
+def test_get_job_returns_the_spec_document_and_unknown_ids_raise(store: Store) -> None:
+    job = store.add_jobs([doc("a")])[0]
+
+    found = store.get_job(job.id)
+    assert found.spec_document == doc("a")
+    assert found.spec_hash == spec_hash(doc("a"))
+    with pytest.raises(JobNotFound, match="no job with id 999"):
+        store.get_job(999)
+    with pytest.raises(JobNotFound):
+        store.get_jobs([job.id, 999])
+
+
+def test_records_are_frozen(store: Store) -> None:
+    job = store.add_jobs([doc()])[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.state = JobState.RUNNING  # type: ignore[misc]
+
+
+def test_list_jobs_newest_first_filtered_and_limited(store: Store) -> None:
+    ids = [j.id for j in store.add_jobs([doc(f"j{i}") for i in range(5)])]
+    store.request_cancel(ids[1])
+
+    assert [j.id for j in store.list_jobs()] == ids[::-1]
+    assert [j.id for j in store.list_jobs(limit=2)] == ids[:2:-1][:2]
+    assert [j.id for j in store.list_jobs(state="cancelled")] == [ids[1]]
+    assert store.count_by_state() == {
+        JobState.QUEUED: 4,
+        JobState.RUNNING: 0,
+        JobState.SUCCEEDED: 0,
+        JobState.FAILED: 0,
+        JobState.CANCELLED: 1,
+    }
+
+
+# ---------------------------------------------------------------- claiming
+
+
+def test_claim_takes_highest_priority_then_oldest(store: Store) -> None:
+    low = store.add_jobs([doc("low")], priority=0)[0]
+    old_high = store.add_jobs([doc("high-1")], priority=5)[0]
+    new_high = store.add_jobs([doc("high-2")], priority=5)[0]
+
+    claimed = [store.claim_next("w") for _ in range(4)]
+
+    assert [c.id if c else None for c in claimed] == [old_high.id, new_high.id, low.id, None]
+
+
+def test_claim_sets_running_lease_and_attempt_and_hands_over_the_spec(store: Store) -> None:
+    store.add_jobs([doc("a", 4)])
+    before = utcnow()
+
+    job = store.claim_next("worker-1", lease_seconds=30)
+
+    assert job is not None
+    assert job.state is JobState.RUNNING
+    assert job.attempts == 1
+    assert job.lease_owner == "worker-1"
+    assert job.lease_expires_at is not None and job.lease_expires_at >= before + timedelta(seconds=30)
+    assert job.started_at is not None and job.started_at >= before
+    assert job.spec_document == doc("a", 4)
+
+
+def test_a_finished_job_cannot_be_claimed(store: Store) -> None:
+    job_id = running(store)
+    store.finish(job_id, "w1", JobState.SUCCEEDED)
+
+    assert store.claim_next("w2") is None
+    assert store.get_job(job_id).state is JobState.SUCCEEDED
+
+
+def test_concurrent_claimers_never_get_the_same_job(store: Store) -> None:
+    jobs = store.add_jobs([doc(f"j{i}") for i in range(30)])
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def claimer(name: str) -> None:
+        try:
+            start.wait()
+            while (job := store.claim_next(name)) is not None:
+                claimed.append(job.id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert sorted(claimed) == sorted(j.id for j in jobs)
+    assert all(j.attempts == 1 for j in store.list_jobs())
+
+
+# ---------------------------------------------------------------- leases and epochs
+
+
+def test_renew_lease_extends_it_and_reports_a_cancel_request(store: Store) -> None:
+    job_id = running(store)
+    first = store.get_job(job_id).lease_expires_at
+
+    status = store.renew_lease(job_id, "w1", lease_seconds=600)
+    assert status.held and not status.cancel_requested
+    assert status.expires_at is not None and first is not None and status.expires_at > first
+    assert store.get_job(job_id).lease_expires_at == status.expires_at
+
+    store.request_cancel(job_id)
+    status = store.renew_lease(job_id, "w1", lease_seconds=600)
+    assert status.held and status.cancel_requested
+
+
+def test_renew_lease_by_another_worker_says_the_lease_is_not_held(store: Store) -> None:
+    job_id = running(store, owner="w1")
+    expires = store.get_job(job_id).lease_expires_at
+
+    status = store.renew_lease(job_id, "w2", lease_seconds=600)
+
+    assert not status.held
+    assert store.get_job(job_id).lease_expires_at == expires
+    with pytest.raises(JobNotFound):
+        store.renew_lease(12345, "w1")
+
+
+def test_record_epoch_stores_an_epoch_once_and_tracks_progress(store: Store) -> None:
+    job_id = running(store, epochs=3)
+
+    assert store.record_epoch(job_id, "w1", epoch(1, val_mse=0.9)) is True
+    assert store.record_epoch(job_id, "w1", epoch(1, val_mse=0.1)) is False  # a replay changes nothing
+    assert store.record_epoch(job_id, "w1", epoch(2, val_mse=0.4)) is True
+
+    epochs = store.epochs(job_id)
+    assert [(e.epoch, e.val_mse) for e in epochs] == [(1, {"price": 0.9}), (2, {"price": 0.4})]
+    job = store.get_job(job_id)
+    assert (job.epochs_done, job.epochs_total, job.val_mse) == (2, 3, {"price": 0.4})
+
+
+def test_record_epoch_stores_non_finite_values_as_null(store: Store) -> None:
+    job_id = running(store)
+
+    store.record_epoch(job_id, "w1", epoch(1, val_mse=float("inf"), loss=float("nan")))
+
+    [stored] = store.epochs(job_id)
+    assert stored.loss is None and stored.val_mse == {"price": None}
+
+
+def test_a_worker_without_the_lease_cannot_write(store: Store) -> None:
+    job_id = running(store, owner="w1")
+
+    with pytest.raises(LeaseLost, match="w2 no longer holds"):
+        store.record_epoch(job_id, "w2", epoch(1))
+    with pytest.raises(LeaseLost):
+        store.finish(job_id, "w2", JobState.SUCCEEDED)
+    with pytest.raises(LeaseLost):
+        store.release(job_id, "w2")
+    assert store.epochs(job_id) == []
+    assert store.get_job(job_id).state is JobState.RUNNING
+
+
+def test_finish_records_results_and_frees_the_lease(store: Store) -> None:
+    job_id = running(store)
+    store.record_epoch(job_id, "w1", epoch(1, val_mse=0.3))
+
+    done = store.finish(job_id, "w1", "succeeded", test_mse={"price": 0.35}, model_path="/m/1.keras")
+
+    assert done.state is JobState.SUCCEEDED
+    assert (done.test_mse, done.val_mse, done.model_path, done.error) == ({"price": 0.35}, {"price": 0.3}, "/m/1.keras", None)
+    assert done.finished_at is not None and done.lease_expires_at is None
+    with pytest.raises(LeaseLost):  # finishing twice is refused
+        store.finish(job_id, "w1", JobState.FAILED, error="again")
+
+
+def test_finish_with_a_failure_keeps_the_error(store: Store) -> None:
+    job_id = running(store)
+
+    failed = store.finish(job_id, "w1", JobState.FAILED, error="epoch 7: loss is nan")
+
+    assert failed.state is JobState.FAILED and failed.error == "epoch 7: loss is nan"
+
+
+def test_finish_refuses_a_state_that_is_not_terminal(store: Store) -> None:
+    job_id = running(store)
+    with pytest.raises(InvalidTransition, match="received queued"):
+        store.finish(job_id, "w1", JobState.QUEUED)
+
+
+def test_release_queues_the_job_again_without_using_an_attempt(store: Store) -> None:
+    job_id = running(store)
+    store.record_epoch(job_id, "w1", epoch(1))
+
+    released = store.release(job_id, "w1")
+
+    assert (released.state, released.attempts, released.lease_owner, released.epochs_done) == (JobState.QUEUED, 0, None, 1)
+    again = store.claim_next("w2")
+    assert again is not None and again.id == job_id and again.attempts == 1
+
+
+def test_release_of_a_job_with_a_cancel_request_cancels_it(store: Store) -> None:
+    job_id = running(store)
+    store.request_cancel(job_id)
+
+    assert store.release(job_id, "w1").state is JobState.CANCELLED
+
+
+# ---------------------------------------------------------------- lost workers
+
+
+def test_requeue_expired_takes_back_only_expired_leases(store: Store) -> None:
+    expired_id = running(store, owner="w1", name="a")
+    store.add_jobs([doc("b")])
+    fresh = store.claim_next("w2", lease_seconds=3600)
+    assert fresh is not None
+
+    changed = store.requeue_expired(utcnow() + timedelta(seconds=120))
+
+    assert [j.id for j in changed] == [expired_id]
+    requeued = store.get_job(expired_id)
+    assert (requeued.state, requeued.attempts, requeued.lease_owner) == (JobState.QUEUED, 1, None)
+    assert "lease of w1 expired" in (requeued.error or "")
+    assert store.get_job(fresh.id).state is JobState.RUNNING
+    # The old owner has lost it: its writes are refused, and its renewal says so.
+    with pytest.raises(LeaseLost):
+        store.record_epoch(expired_id, "w1", epoch(1))
+    assert not store.renew_lease(expired_id, "w1").held
+
+
+def test_requeue_expired_fails_a_job_once_its_attempts_are_used_up(store: Store) -> None:
+    store.add_jobs([doc()], max_attempts=2)
+    for worker in ("w1", "w2"):
+        job = store.claim_next(worker, lease_seconds=1)
+        assert job is not None
+        store.requeue_expired(utcnow() + timedelta(seconds=10))
+
+    final = store.get_job(job.id)
+    assert final.state is JobState.FAILED
+    assert final.attempts == 2
+    assert final.error is not None and final.error.startswith("worker lost 2 times: lease of w2 expired")
+    assert store.claim_next("w3") is None
+
+
+def test_requeue_expired_cancels_a_job_whose_cancel_was_requested(store: Store) -> None:
+    job_id = running(store)
+    store.request_cancel(job_id)
+
+    store.requeue_expired(utcnow() + timedelta(seconds=120))
+
+    assert store.get_job(job_id).state is JobState.CANCELLED
+
+
+def test_a_requeued_job_keeps_its_epochs_and_ignores_replayed_ones(store: Store) -> None:
+    job_id = running(store, owner="w1", epochs=3)
+    store.record_epoch(job_id, "w1", epoch(1, val_mse=0.8))
+    store.requeue_expired(utcnow() + timedelta(seconds=120))
+    again = store.claim_next("w2")
+    assert again is not None and again.id == job_id and again.epochs_done == 1
+
+    assert store.record_epoch(job_id, "w2", epoch(1, val_mse=0.1)) is False
+    assert store.record_epoch(job_id, "w2", epoch(2, val_mse=0.5)) is True
+    assert [e.val_mse["price"] for e in store.epochs(job_id)] == [0.8, 0.5]
+
+
+# ---------------------------------------------------------------- cancel and retry
+
+
+def test_cancel_a_queued_job_at_once(store: Store) -> None:
+    job = store.add_jobs([doc()])[0]
+
+    cancelled = store.request_cancel(job.id)
+
+    assert cancelled.state is JobState.CANCELLED and cancelled.finished_at is not None
+    assert store.claim_next("w1") is None
+
+
+def test_cancel_a_running_job_only_requests_it(store: Store) -> None:
+    job_id = running(store)
+
+    job = store.request_cancel(job_id)
+
+    assert job.state is JobState.RUNNING and job.cancel_requested
+    assert store.finish(job_id, "w1", JobState.CANCELLED).state is JobState.CANCELLED
+
+
+def test_cancel_a_finished_or_unknown_job_is_refused(store: Store) -> None:
+    job_id = running(store)
+    store.finish(job_id, "w1", JobState.SUCCEEDED)
+
+    with pytest.raises(InvalidTransition, match="already succeeded"):
+        store.request_cancel(job_id)
+    with pytest.raises(JobNotFound):
+        store.request_cancel(4242)
+
+
+def test_retry_queues_a_failed_job_from_scratch(store: Store) -> None:
+    job_id = running(store)
+    store.record_epoch(job_id, "w1", epoch(1))
+    store.finish(job_id, "w1", JobState.FAILED, error="boom", test_mse={"price": 1.0})
+
+    retried = store.retry(job_id)
+
+    assert retried.state is JobState.QUEUED
+    assert (retried.attempts, retried.epochs_done, retried.error, retried.val_mse, retried.test_mse) == (0, 0, None, {}, {})
+    assert store.epochs(job_id) == []
+    assert store.claim_next("w2") is not None
+
+
+def test_retry_a_cancelled_job_but_not_a_queued_running_or_succeeded_one(store: Store) -> None:
+    queued, other = store.add_jobs([doc("a"), doc("b")])
+    with pytest.raises(InvalidTransition, match="only failed or cancelled"):
+        store.retry(queued.id)
+    store.request_cancel(queued.id)
+    assert store.retry(queued.id).state is JobState.QUEUED
+
+    job = store.claim_next("w1")
+    assert job is not None
+    with pytest.raises(InvalidTransition, match="is running"):
+        store.retry(job.id)
+    store.finish(job.id, "w1", JobState.SUCCEEDED)
+    with pytest.raises(InvalidTransition, match="is succeeded"):
+        store.retry(job.id)
+    with pytest.raises(JobNotFound):
+        store.retry(4242)
+
+
+def test_mark_dispatched(store: Store) -> None:
+    a, b = store.add_jobs([doc("a"), doc("b")])
+    at = utcnow()
+
+    store.mark_dispatched([a.id], at=at)
+
+    assert store.get_job(a.id).dispatched_at == at
+    assert store.get_job(b.id).dispatched_at is None
+
+
+# ---------------------------------------------------------------- workers
+
+
+def test_worker_heartbeats_insert_then_update(store: Store) -> None:
+    job_id = running(store)
+    first = store.worker_heartbeat("w1", "host-a", ["/gpu:0", "/gpu:1"], WorkerState.IDLE)
+    second = store.worker_heartbeat("w1", "host-a", ["/gpu:0", "/gpu:1"], "busy", current_job_id=job_id)
+    store.worker_heartbeat("w0", "host-b", ["/cpu:0"], "idle")
+
+    assert second.started_at == first.started_at
+    assert second.last_heartbeat >= first.last_heartbeat
+    workers = store.list_workers()
+    assert [(w.name, w.host, w.devices, w.state, w.current_job_id) for w in workers] == [
+        ("w0", "host-b", ["/cpu:0"], WorkerState.IDLE, None),
+        ("w1", "host-a", ["/gpu:0", "/gpu:1"], WorkerState.BUSY, job_id),
+    ]
+
+
+def test_a_worker_coming_back_after_stopping_gets_a_new_start_time(store: Store) -> None:
+    first = store.worker_heartbeat("w1", "h", [], "idle")
+    store.worker_heartbeat("w1", "h", [], "stopped")
+
+    back = store.worker_heartbeat("w1", "h", [], "idle")
+
+    assert back.started_at > first.started_at
+
+
+# ---------------------------------------------------------------- schema and errors
+
+
+def test_the_migrations_create_exactly_the_models(store: Store, db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from trainyard.db.engine import engines_for, head_revision
+    from trainyard.db.models import Base
+
+    with engines_for(db_url).read.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert context.get_current_revision() == head_revision()
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_opening_again_is_a_no_op_and_keeps_the_data(store: Store, db_url: str) -> None:
+    from trainyard.db import engine
+
+    job = store.add_jobs([doc()])[0]
+    engine.dispose_all()  # as a new process would
+
+    assert Store.open(db_url).get_job(job.id).name == "mlp"
+
+
+def test_an_unreachable_database_is_one_clear_error_without_the_password() -> None:
+    url = "postgresql+psycopg://trainer:s3cret@127.0.0.1:9/jobs?connect_timeout=2"
+
+    with pytest.raises(StoreError) as caught:
+        Store.open(url)
+
+    message = str(caught.value)
+    assert message.startswith("cannot reach the job store at postgresql+psycopg://trainer:***@127.0.0.1:9/jobs")
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_an_unsupported_url_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="unsupported database 'mysql\\+nodriver'"):
+        Store.open("mysql+nodriver://x/y")
+
+
+def test_sqlite_is_set_up_for_several_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from trainyard.db.engine import engines_for
+
+    url = f"sqlite:///{tmp_path / 'nested' / 'store.sqlite'}"
+    Store.open(url)  # creates the missing folder too
+
+    with engines_for(url).read.connect() as conn:
+        pragma = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in ("journal_mode", "foreign_keys", "busy_timeout")}
+    assert pragma["journal_mode"] == "wal"
+    assert pragma["foreign_keys"] == 1
+    assert pragma["busy_timeout"] >= 15000
+
+
+def test_foreign_keys_are_enforced(store: Store, db_url: str) -> None:
+    from trainyard.db.engine import engines_for
+
+    with pytest.raises(sa.exc.IntegrityError):
+        with engines_for(db_url).write.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO epoch_metrics (job_id, epoch, loss, outputs, recorded_at) VALUES (999, 1, 1.0, '{}', :t)"),
+                {"t": utcnow().replace(tzinfo=None)},
+            )
