@@ -8,16 +8,21 @@ jobs. It never holds "all jobs", so a frame costs about the same with 100 or 10,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from trainyard import defaults
+from trainyard.db.queries import read_dashboard
 from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord, WorkerState
+from trainyard.db.store import Store
 
-if TYPE_CHECKING:
-    from trainyard.db.store import Store
+#: At most this many running jobs are read and shown; the rest are counted ("and 3 more").
+MAX_RUNNING_SHOWN = 20
+
+#: Workers not heard from for this many seconds are no longer shown (lost ones included).
+FORGET_WORKERS_AFTER_SECONDS = 24 * 3600.0
 
 
 def utcnow() -> datetime:
@@ -193,6 +198,40 @@ class Snapshot:
                 for job in self.recent
             ],
         })
+
+
+def read_snapshot(
+    store: Store,
+    *,
+    recent: int = defaults.DASHBOARD_RECENT_JOBS,
+    max_running: int = MAX_RUNNING_SHOWN,
+    clock: Callable[[], datetime] = utcnow,
+) -> Snapshot:
+    """Read one frame's worth of the store in one short, read-only transaction."""
+    now = clock()
+    rows = read_dashboard(
+        store,
+        recent=recent,
+        max_running=max_running,
+        workers_since=now - timedelta(seconds=FORGET_WORKERS_AFTER_SECONDS),
+    )
+    training = {
+        w.current_job_id: w.name
+        for w in rows.workers
+        if w.current_job_id is not None and w.state is not WorkerState.STOPPED
+    }
+    return Snapshot(
+        taken_at=now,
+        source=store.name,
+        counts=rows.counts,
+        oldest_queued_at=rows.oldest_queued_at,
+        workers=rows.workers,
+        running=tuple(
+            RunningJob(job, rows.epochs.get(job.id, ()), training.get(job.id) or job.lease_owner)
+            for job in rows.running
+        ),
+        recent=rows.recent,
+    )
 
 
 def job_duration(job: JobRecord) -> float | None:

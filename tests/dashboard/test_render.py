@@ -1,0 +1,148 @@
+"""Frames of hand-built snapshots, read as text: every section, lost workers, empty store, narrow terminal."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from dashboard_builders import NOW, ago, make_epochs, make_job
+
+from trainyard.dashboard.render import NARROW_WIDTH, format_duration, format_mse, progress_bar, sparkline
+from trainyard.dashboard.snapshot import RunningJob, Snapshot
+from trainyard.db.records import JobState, WorkerRecord, WorkerState
+
+
+def line_with(text: str, needle: str) -> str:
+    lines = [line for line in text.splitlines() if needle in line]
+    assert lines, f"{needle!r} not in frame:\n{text}"
+    return lines[0]
+
+
+def following(text: str, needle: str, count: int) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if needle in line)
+    return lines[start : start + count]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_queue_shows_counts_per_state_and_the_oldest_wait(busy_snapshot, frame_text):
+    line = line_with(frame_text(busy_snapshot), "Queue")
+    for piece in ("queued 5 (oldest waiting 4m12s)", "running 2", "succeeded 1", "failed 1", "cancelled 0", "total 9"):
+        assert piece in line
+
+
+def test_workers_show_host_devices_job_and_heartbeat_and_a_silent_worker_is_lost(busy_snapshot, frame_text):
+    text = frame_text(busy_snapshot)
+    alpha = line_with(text, "alpha ")
+    assert re.search(r"alpha\s+gpu-box\s+/gpu:0, /gpu:1\s+busy\s+#3\s+2s ago", alpha), alpha
+    gamma = line_with(text, "gamma")
+    assert re.search(r"gamma\s+old-box\s+/cpu:0\s+lost\s+–\s+1m35s ago", gamma), gamma
+    assert "lost" not in alpha
+
+
+def test_a_cleanly_stopped_worker_is_not_lost(frame_text):
+    stopped = WorkerRecord("delta", "box", [], WorkerState.STOPPED, None, ago(9000), ago(3000))
+    text = frame_text(Snapshot(taken_at=NOW, source="db", workers=(stopped,)))
+    row = line_with(text, "delta")
+    assert "stopped" in row and "lost" not in row
+
+
+def test_running_jobs_show_progress_timing_and_every_outputs_val_mse(busy_snapshot, frame_text):
+    text = frame_text(busy_snapshot, width=160)
+    main, aux = following(text, "#3 wide_and_deep", 2)
+    assert re.search(r"#3 wide_and_deep\s+alpha\s+━+─+ 7/20\s+1m20s\s+2m00s\s+main\s+0\.4429\s+0\.4321\s+\S+", main), main
+    assert re.search(r"^\s+aux\s+0\.7857\s+0\.7857\s+\S+", aux), aux
+    # the trend falls over the epochs: the first block is the highest, the last ones low
+    spark = main.split()[-1]
+    assert len(spark) == 7 and spark[0] == "█" and spark[-1] in "▁▂"
+    fresh = line_with(text, "#4 mlp")
+    assert re.search(r"#4 mlp\s+beta\s+─+ 0/5\s+5s\s+–", fresh), fresh
+
+
+def test_recently_finished_show_state_duration_mse_and_the_error_line(busy_snapshot, frame_text):
+    text = frame_text(busy_snapshot, width=160)
+    main, aux = following(text, "#2 multi_output", 2)
+    assert re.search(r"#2 multi_output\s+succeeded\s+5m00s ago\s+5m00s\s+main\s+0\.4123\s+0\.4301", main), main
+    assert re.search(r"aux\s+0\.5123\s+0\.5402", aux), aux
+    failed, error = following(text, "#1 multi_input", 2)
+    assert re.search(r"failed\s+11m40s ago\s+1m40s\s+price\s+nan\s+–", failed), failed
+    assert "trainyard.errors.TrainingError: epoch 7: loss is nan" in error
+    assert "Traceback" not in text
+
+
+def test_an_empty_store_says_so_in_every_section(frame_text):
+    text = frame_text(Snapshot(taken_at=NOW, source="sqlite:////tmp/x.sqlite"))
+    assert "queued 0" in text and "total 0" in text and "oldest waiting" not in text
+    assert "No jobs in the store yet" in text
+    assert "Workers: none has sent a heartbeat yet." in text
+    assert "Running: no job is running." in text
+    assert "Recently finished: none yet." in text
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, NARROW_WIDTH - 1, NARROW_WIDTH, 200])
+def test_every_width_keeps_lines_inside_the_terminal_and_every_number_whole(busy_snapshot, frame_text, width):
+    text = frame_text(busy_snapshot, width=width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    words = set(text.split())
+    for value in ("0.4429", "0.4321", "0.7857", "0.4123", "0.5123", "0.4301", "0.5402", "7/20", "0/5"):
+        assert value in words, (value, text)
+    assert "lost" in words
+
+
+def test_a_narrow_terminal_stacks_each_job_with_its_outputs_below(busy_snapshot, frame_text):
+    text = frame_text(busy_snapshot, width=60)
+    head = following(text, "#3 wide_and_deep", 1)[0]
+    assert "on alpha" in head and "epoch 7/20" in head
+    assert "ETA 2m00s" in flat(text)
+    main = line_with(text, "  main   ")
+    assert re.search(r"main\s+0\.4429\s+0\.4321", main), main
+    finished = "\n".join(following(text, "#2 multi_output", 4))
+    assert re.search(r"main\s+0\.4123\s+0\.4301", finished) and re.search(r"aux\s+0\.5123\s+0\.5402", finished)
+    assert "TrainingError: epoch 7: loss is nan" in flat(text)
+
+
+def test_more_running_jobs_than_read_are_counted(busy_snapshot, frame_text):
+    crowded = Snapshot(
+        taken_at=NOW,
+        source="db",
+        counts={JobState.RUNNING: 12},
+        running=busy_snapshot.running,
+    )
+    assert "and 10 more running jobs not shown" in flat(frame_text(crowded))
+    assert "and 10 more running jobs not shown" in flat(frame_text(crowded, width=60))
+
+
+def test_a_store_problem_is_shown_above_the_last_frame(busy_snapshot, frame_text):
+    text = frame_text(busy_snapshot, problem="cannot reach the job store at postgresql://db/x")
+    assert "cannot reach the job store at postgresql://db/x (showing the last frame, retrying)" in text
+    assert "#3 wide_and_deep" in text
+
+
+def test_eta_uses_the_pace_of_the_epochs_so_far():
+    job = make_job(9, "m", JobState.RUNNING, epochs_total=10, epochs_done=4, started_at=ago(100))
+    running = RunningJob(job, make_epochs(9, {"y": [4.0, 3.0, 2.0, 1.0]}, first_at=90, seconds_each=20))
+    assert running.seconds_per_epoch() == pytest.approx(20.0)
+    # 6 epochs left at 20 s, the last one ended 30 s ago
+    assert running.eta_seconds(NOW) == pytest.approx(6 * 20 - 30)
+    assert RunningJob(job, ()).eta_seconds(NOW) is None
+
+
+def test_sparkline_scales_between_min_and_max_and_leaves_gaps_for_unknown_values():
+    assert sparkline([8.0, 4.0, 2.0, 1.0], 10) == "█▄▂▁"
+    assert sparkline([1.0, None, float("nan"), 3.0], 10) == "▁  █"
+    assert sparkline([5.0, 5.0], 10) == "▄▄"
+    assert sparkline(list(range(30)), 5) == "▁▃▅▆█"  # only the last values that fit
+    assert sparkline([], 5) == "" and sparkline([None], 5) == " "
+
+
+def test_number_formats():
+    assert format_mse(0.412345) == "0.4123"
+    assert format_mse(12345.678) == "1.235e+04"
+    assert format_mse(None) == "–" and format_mse(math.nan) == "nan" and format_mse(math.inf) == "inf"
+    assert [format_duration(s) for s in (0, 42, 185, 7620, 273600)] == ["0s", "42s", "3m05s", "2h07m", "3d04h"]
+    assert progress_bar(7, 20, 10).plain == "━━━━──────"
+    assert progress_bar(25, 20, 4).plain == "━━━━" and progress_bar(0, 0, 4).plain == "────"

@@ -1,0 +1,105 @@
+"""Read-only queries of the dashboard: one short transaction that reads only what a frame shows.
+
+Every query here is bounded by what is on screen, never by the number of jobs in the store: the
+counts per state are one ``GROUP BY`` over the ``(state, ...)`` index, the oldest queued job and
+the recently finished jobs are index-ordered ``LIMIT`` queries, the running jobs are capped, and
+only the running jobs' epochs are read. Nothing is written (on SQLite the transaction is a plain
+deferred ``BEGIN``, so it never takes the write lock workers need).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from trainyard.db.models import EpochRow, JobRow, WorkerRow
+from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord
+from trainyard.db.store import Store, _epoch_record, _job_record, _worker_record
+
+_FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class DashboardRows:
+    """What one dashboard frame needs, read in one transaction (frozen records, no ORM rows)."""
+
+    counts: dict[JobState, int]
+    oldest_queued_at: datetime | None
+    workers: tuple[WorkerRecord, ...]
+    running: tuple[JobRecord, ...]
+    epochs: dict[int, tuple[EpochRecord, ...]]  # of the running jobs read, by job id, in epoch order
+    recent: tuple[JobRecord, ...]
+
+
+def read_dashboard(
+    store: Store,
+    *,
+    recent: int,
+    max_running: int,
+    workers_since: datetime | None = None,
+    max_workers: int = 100,
+) -> DashboardRows:
+    """The counts per state, the oldest queued job's creation time, the workers heard from since
+    ``workers_since``, at most ``max_running`` running jobs (oldest start first) with their epochs,
+    and the ``recent`` most recently finished jobs (newest first)."""
+    with store._session() as session:
+        counts = dict.fromkeys(JobState, 0)
+        for state, count in session.execute(sa.select(JobRow.state, sa.func.count()).group_by(JobRow.state)):
+            counts[JobState(state)] = count
+
+        oldest_queued_at = (
+            session.scalar(sa.select(sa.func.min(JobRow.created_at)).where(JobRow.state == JobState.QUEUED))
+            if counts[JobState.QUEUED]
+            else None
+        )
+
+        worker_query = sa.select(WorkerRow).order_by(WorkerRow.name).limit(max_workers)
+        if workers_since is not None:
+            worker_query = worker_query.where(WorkerRow.last_heartbeat >= workers_since)
+        workers = tuple(_worker_record(row) for row in session.scalars(worker_query))
+
+        running: tuple[JobRecord, ...] = ()
+        if counts[JobState.RUNNING] and max_running > 0:
+            running = tuple(
+                _job_record(row)
+                for row in session.scalars(
+                    sa.select(JobRow)
+                    .where(JobRow.state == JobState.RUNNING)
+                    .order_by(JobRow.started_at, JobRow.id)
+                    .limit(max_running)
+                )
+            )
+        epochs: dict[int, list[EpochRecord]] = {job.id: [] for job in running}
+        if running:
+            for row in session.scalars(
+                sa.select(EpochRow).where(EpochRow.job_id.in_(list(epochs))).order_by(EpochRow.job_id, EpochRow.epoch)
+            ):
+                epochs[row.job_id].append(_epoch_record(row))
+
+        # One index-ordered LIMIT query per finished state (``ix_jobs_state_updated``), merged here:
+        # an ``IN (...) ORDER BY`` over all three would sort every finished job.
+        finished: list[JobRecord] = []
+        if recent > 0:
+            for state in _FINISHED:
+                if counts[state]:
+                    finished.extend(
+                        _job_record(row)
+                        for row in session.scalars(
+                            sa.select(JobRow)
+                            .where(JobRow.state == state)
+                            .order_by(JobRow.updated_at.desc(), JobRow.id.desc())
+                            .limit(recent)
+                        )
+                    )
+        finished.sort(key=lambda job: (job.finished_at or job.updated_at, job.id), reverse=True)
+
+    return DashboardRows(
+        counts=counts,
+        oldest_queued_at=oldest_queued_at,
+        workers=workers,
+        running=running,
+        epochs={job_id: tuple(records) for job_id, records in epochs.items()},
+        recent=tuple(finished[:recent]),
+    )
