@@ -1,1 +1,35 @@
-"""trainyard.specs."""
+"""Job specs: YAML -> validated :class:`JobSpec` -> data arrays and the Keras model it describes.
+
+``import trainyard.specs`` does not import TensorFlow; only :func:`validate_spec` and
+:func:`build_model` do, when called.
+"""
+
+from __future__ import annotations
+
+from trainyard.specs.builder import (
+    LayerSummary,
+    ModelSummary,
+    allowed_layer_types,
+    build_model,
+    make_optimizer,
+    validate_spec,
+)
+from trainyard.specs.data import Dataset, Split, data_fingerprint, data_paths, load_data
+from trainyard.specs.loader import load_spec
+from trainyard.specs.schema import JobSpec
+
+__all__ = [
+    "Dataset",
+    "JobSpec",
+    "LayerSummary",
+    "ModelSummary",
+    "Split",
+    "allowed_layer_types",
+    "build_model",
+    "data_fingerprint",
+    "data_paths",
+    "load_data",
+    "load_spec",
+    "make_optimizer",
+    "validate_spec",
+]

@@ -1,0 +1,276 @@
+"""The Keras model a spec describes: safe layer lookup, argument checks, the functional graph.
+
+Keras is imported inside the functions, never at module level, so that ``import trainyard.specs``
+stays light for Celery's parent process and quick CLI commands.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trainyard.errors import Problem, SpecError
+from trainyard.specs.graph import build_order
+from trainyard.specs.schema import JobSpec
+
+if TYPE_CHECKING:
+    import keras
+
+#: Layers that run user code, load files or wrap other layer objects: never built from a spec.
+REFUSED_LAYERS = frozenset(
+    {
+        "Lambda", "TFSMLayer", "Layer", "InputLayer", "Input", "InputSpec", "Wrapper",
+        "Bidirectional", "TimeDistributed", "SpectralNormalization", "RNN", "StackedRNNCells",
+        "JaxLayer", "FlaxLayer", "TorchModuleWrapper", "Pipeline",
+    }
+)  # fmt: skip
+
+#: Constructor parameters that take callables, layer objects or modules: a class having one is refused.
+_CALLABLE_PARAMS = frozenset(
+    {"function", "layer", "layers", "cell", "cells", "module", "call_fn", "init_fn", "backward_layer", "fn"}
+)
+
+#: Keyword arguments every Keras layer accepts (``name`` is the spec's own ``name``).
+_BASE_ARGS = frozenset({"activity_regularizer", "trainable", "dtype", "autocast"})
+
+_OPTIMIZER_CLASSES = {
+    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
+    "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "Nadam", "ftrl": "Ftrl", "lion": "Lion", "lamb": "Lamb",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One layer of a built model: its name, Keras class, output shape and parameter count."""
+
+    name: str
+    type: str
+    output_shape: tuple[int | None, ...]
+    params: int
+    inputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What :func:`validate_spec` built: every layer, and the parameter counts of the whole model."""
+
+    name: str
+    layers: tuple[LayerSummary, ...]
+    total_params: int
+    trainable_params: int
+    inputs: dict[str, int]
+    outputs: dict[str, int]
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.total_params - self.trainable_params
+
+
+def validate_spec(spec: JobSpec) -> ModelSummary:
+    """Build the spec's Keras model once (layer types, arguments, shapes); raises SpecError with every problem."""
+    model = build_model(spec)
+    problems = check_optimizer(spec)
+    if problems:
+        raise SpecError(problems)
+    return summarize(spec, model)
+
+
+def build_model(spec: JobSpec, normalization: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> keras.Model:
+    """The functional Keras model of a resolved spec. Named inputs and outputs; dict in, dict out.
+
+    ``normalization`` maps each ``normalize: true`` input to the (mean, variance) of its training
+    split; without it (validation only), the Normalization layers get neutral statistics.
+    """
+    import keras
+
+    problems: list[Problem] = []
+    classes: dict[str, type] = {}
+    for i, layer in enumerate(spec.layers):
+        cls, layer_problems = _layer_class(i, layer.type, layer.args)
+        problems += layer_problems
+        if cls is not None:
+            classes[layer.name] = cls
+    if problems:
+        raise SpecError(problems)
+
+    tensors: dict[str, Any] = {}
+    model_inputs: dict[str, Any] = {}
+    for name, inp in spec.inputs.items():
+        tensor = keras.Input(shape=(len(inp.columns),), name=name, dtype="float32")
+        model_inputs[name] = tensor
+        if inp.normalize:
+            mean, variance = (normalization or {}).get(
+                name, (np.zeros(len(inp.columns)), np.ones(len(inp.columns)))
+            )
+            norm = keras.layers.Normalization(mean=mean, variance=variance, name=f"{name}_normalization")
+            tensor = norm(tensor)
+        tensors[name] = tensor
+
+    index = {layer.name: i for i, layer in enumerate(spec.layers)}
+    for layer in build_order(spec):
+        i = index[layer.name]
+        refs = layer.input or []
+        if any(ref not in tensors for ref in refs):
+            continue  # an input failed to build; its own problem is already listed
+        try:
+            instance = classes[layer.name](name=layer.name, **layer.args)
+        except Exception as exc:  # noqa: BLE001 - Keras raises ValueError/TypeError/others for bad arguments
+            problems.append(Problem(f"layers[{i}]", f"{layer.type}: {_keras_message(exc)}"))
+            continue
+        args = [tensors[r] for r in refs]
+        try:
+            tensors[layer.name] = instance(args if layer.input_is_list or len(args) > 1 else args[0])
+        except Exception as exc:  # noqa: BLE001 - shape errors come as ValueError, some as TypeError
+            shapes = ", ".join(f"{r} {_shape(tensors[r])}" for r in refs)
+            problems.append(Problem(f"layers[{i}].input", f"{layer.type} cannot take {shapes}: {_keras_message(exc)}"))
+
+    outputs: dict[str, Any] = {}
+    for name, out in spec.outputs.items():
+        source = tensors.get(out.input or "")
+        if source is None:
+            continue
+        if len(source.shape) != 2:
+            problems.append(
+                Problem(f"outputs.{name}.input", f"expected a (batch, features) tensor, {out.input!r} has shape {_shape(source)}")
+            )
+            continue
+        try:
+            head = keras.layers.Dense(len(out.target), activation=out.activation, name=name)
+            outputs[name] = head(source)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(Problem(f"outputs.{name}", _keras_message(exc)))
+    if problems:
+        raise SpecError(problems)
+    return keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name.replace(".", "_").replace("-", "_"))
+
+
+def make_optimizer(spec: JobSpec) -> Any:
+    """A fresh optimizer instance for the spec (arguments checked by :func:`check_optimizer`)."""
+    import keras
+
+    cls = getattr(keras.optimizers, _OPTIMIZER_CLASSES[spec.training.optimizer.name])
+    return cls(**spec.training.optimizer.args)
+
+
+def check_optimizer(spec: JobSpec) -> list[Problem]:
+    """Problems with ``training.optimizer``'s arguments: unknown names, non-scalar or refused values."""
+    import keras
+
+    opt = spec.training.optimizer
+    cls = getattr(keras.optimizers, _OPTIMIZER_CLASSES[opt.name])
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs", "name")]
+    problems = []
+    for key, value in opt.args.items():
+        path = f"training.optimizer.{key}"
+        if key not in allowed:
+            problems.append(Problem(path, f"unknown argument for {cls.__name__}{_hint(key, allowed)}"))
+        elif not isinstance(value, (int, float, bool, str)) and value is not None:
+            problems.append(Problem(path, f"expected a number, received {value!r}"))
+    if problems:
+        return problems
+    try:
+        make_optimizer(spec)
+    except Exception as exc:  # noqa: BLE001
+        problems.append(Problem("training.optimizer", f"{cls.__name__}: {_keras_message(exc)}"))
+    return problems
+
+
+def summarize(spec: JobSpec, model: keras.Model) -> ModelSummary:
+    """The layer table of a built model (shapes and parameter counts), detached from Keras."""
+    layers = []
+    for layer in model.layers:
+        inbound = []
+        for node in getattr(layer, "_inbound_nodes", []):
+            inbound += [t._keras_history.operation.name for t in node.input_tensors]
+        layers.append(
+            LayerSummary(
+                name=layer.name,
+                type=type(layer).__name__,
+                output_shape=tuple(layer.output.shape),
+                params=int(layer.count_params()) if layer.built else 0,
+                inputs=tuple(inbound),
+            )
+        )
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return ModelSummary(
+        name=spec.name,
+        layers=tuple(layers),
+        total_params=int(model.count_params()),
+        trainable_params=trainable,
+        inputs={k: len(v.columns) for k, v in spec.inputs.items()},
+        outputs={k: len(v.target) for k, v in spec.outputs.items()},
+    )
+
+
+def allowed_layer_types() -> list[str]:
+    """Every ``keras.layers`` class a spec may use."""
+    import keras
+
+    names = []
+    for name in dir(keras.layers):
+        cls = getattr(keras.layers, name)
+        if isinstance(cls, type) and _refusal(name, cls) is None:
+            names.append(name)
+    return sorted(names)
+
+
+def _refusal(name: str, cls: type) -> str | None:
+    import keras
+
+    if not issubclass(cls, keras.layers.Layer):
+        return "not a layer"
+    if name in REFUSED_LAYERS or issubclass(cls, keras.layers.Wrapper):
+        return "runs user code, reads files or wraps other layers"
+    params = set(inspect.signature(cls.__init__).parameters)
+    if params & _CALLABLE_PARAMS:
+        return "takes a callable or a layer object"
+    return None
+
+
+def _layer_class(i: int, type_name: str, args: dict[str, Any]) -> tuple[type | None, list[Problem]]:
+    import keras
+
+    cls = getattr(keras.layers, type_name, None) if not type_name.startswith("_") else None
+    if not isinstance(cls, type):
+        return None, [Problem(f"layers[{i}].type", f"unknown layer type {type_name!r}{_hint(type_name, allowed_layer_types())}")]
+    why = _refusal(type_name, cls)
+    if why is not None:
+        return None, [Problem(f"layers[{i}].type", f"layer type {type_name!r} is refused: {why}")]
+    signature = inspect.signature(cls.__init__)
+    params = [p for p in signature.parameters if p not in ("self", "args", "kwargs", "name")]
+    accepted = set(params) | _BASE_ARGS
+    problems = []
+    for key in args:
+        if key not in accepted:
+            problems.append(Problem(f"layers[{i}].{key}", f"unknown argument for {type_name}{_hint(key, sorted(accepted))}"))
+    required = [
+        p.name
+        for p in signature.parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in ("self", "name")
+    ]
+    for key in required:
+        if key not in args:
+            problems.append(Problem(f"layers[{i}].{key}", f"required by {type_name}, but missing"))
+    return cls, problems
+
+
+def _hint(value: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shape(tensor: Any) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in tensor.shape) + ")"
+
+
+def _keras_message(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^Exception encountered when calling \S+\.\s*", "", text)
+    return text[:300] or type(exc).__name__

@@ -1,0 +1,272 @@
+"""The rows a spec trains on: reading CSV/Parquet/built-in tables, checking columns, splitting.
+
+A used column with missing or non-numeric values is a :class:`DataError` naming the column, the
+number of bad rows and the first bad lines, found when the spec is loaded, never a NaN loss later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from trainyard.errors import DataError, Problem
+from trainyard.specs.schema import BUILTIN_DATASETS, BUILTIN_PREFIX, JobSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_FINGERPRINT_CHUNK = 1 << 16
+_CACHE_SIZE = 4
+
+
+@dataclass(frozen=True)
+class Split:
+    """One set of rows: ``x`` per model input and ``y`` per model output, float32, aligned by row."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.y.values())))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The three sets of a spec; ``test`` is None when the spec has none."""
+
+    train: Split
+    valid: Split
+    test: Split | None
+
+
+def data_paths(spec: JobSpec) -> list[Path]:
+    """The files the spec reads (absolute once loaded through ``load_spec``); built-in sources are not files."""
+    return list(spec.data_files().values())
+
+
+def data_fingerprint(spec: JobSpec) -> str:
+    """A hash that changes when any data file changes: size, mtime and sha256 of its head and tail."""
+    digest = hashlib.sha256()
+    if spec.data.source and spec.data.source.startswith(BUILTIN_PREFIX):
+        import sklearn
+
+        digest.update(f"{spec.data.source}:{sklearn.__version__}".encode())
+    for role, path in spec.data_files().items():
+        try:
+            stat = path.stat()
+            with path.open("rb") as fh:
+                head = fh.read(_FINGERPRINT_CHUNK)
+                fh.seek(max(stat.st_size - _FINGERPRINT_CHUNK, 0))
+                tail = fh.read(_FINGERPRINT_CHUNK)
+        except OSError as exc:
+            raise DataError(Problem(f"data.{role}", f"cannot read {str(path)!r}: {exc.strerror or exc}")) from None
+        digest.update(f"{role}:{path}:{stat.st_size}:{stat.st_mtime_ns}:".encode())
+        digest.update(hashlib.sha256(head + tail).digest())
+    return digest.hexdigest()
+
+
+def check_data(spec: JobSpec) -> list[Problem]:
+    """Every data problem of a spec: unreadable files, unknown columns, missing or non-numeric values, too few rows."""
+    problems: list[Problem] = []
+    for role, frame_or_problem in _frames(spec).items():
+        if isinstance(frame_or_problem, Problem):
+            problems.append(frame_or_problem)
+            continue
+        frame, is_csv = frame_or_problem
+        where = f" in {role} file" if role in ("train", "valid", "test") else ""
+        problems += _check_columns(spec, frame, where, is_csv)
+        if not problems and role == "source":
+            split = spec.data.effective_split
+            n_valid, n_test = _split_sizes(len(frame), split.valid, split.test)
+            if len(frame) - n_valid - n_test < 1 or n_valid < 1:
+                problems.append(Problem("data.split", f"{len(frame)} rows leave no rows for training or validation"))
+        elif not problems and len(frame) == 0:
+            problems.append(Problem(f"data.{role}", "the file has no rows"))
+    return problems
+
+
+def load_data(spec: JobSpec) -> Dataset:
+    """Read and split the spec's data into float32 arrays per input and output; raises DataError."""
+    frames = _frames(spec)
+    bad = [f for f in frames.values() if isinstance(f, Problem)]
+    if bad:
+        raise DataError(bad)  # type: ignore[arg-type]
+    problems = check_data(spec)
+    if problems:
+        raise DataError(problems)
+    if "source" in frames:
+        frame = frames["source"][0]  # type: ignore[index]
+        split = spec.data.effective_split
+        n_valid, n_test = _split_sizes(len(frame), split.valid, split.test)
+        order = np.random.default_rng(split.seed).permutation(len(frame))
+        test_rows, valid_rows, train_rows = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
+        table = _arrays(spec, frame)
+        return Dataset(
+            train=_take(spec, table, train_rows),
+            valid=_take(spec, table, valid_rows),
+            test=_take(spec, table, test_rows) if n_test else None,
+        )
+    sets = {role: _take(spec, _arrays(spec, frames[role][0]), None) for role in frames}  # type: ignore[index]
+    return Dataset(train=sets["train"], valid=sets["valid"], test=sets.get("test"))
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+_cache: OrderedDict[tuple[str, int, int], pd.DataFrame] = OrderedDict()
+
+
+def _frames(spec: JobSpec) -> dict[str, tuple[pd.DataFrame, bool] | Problem]:
+    roles = {"source": spec.data.source, "train": spec.data.train, "valid": spec.data.valid, "test": spec.data.test}
+    out: dict[str, tuple[pd.DataFrame, bool] | Problem] = {}
+    for role, where in roles.items():
+        if where is None:
+            continue
+        if where.startswith(BUILTIN_PREFIX):
+            name = where[len(BUILTIN_PREFIX) :]
+            if name not in BUILTIN_DATASETS:
+                out[role] = Problem(f"data.{role}", f"unknown built-in data set {where!r} (available: {', '.join(BUILTIN_PREFIX + b for b in BUILTIN_DATASETS)})")
+            else:
+                out[role] = (_builtin(name), False)
+            continue
+        out[role] = _read_file(role, Path(where))
+    return out
+
+
+def _builtin(name: str) -> pd.DataFrame:
+    key = (BUILTIN_PREFIX + name, 0, 0)
+    if key not in _cache:
+        from sklearn.datasets import load_diabetes
+
+        _remember(key, load_diabetes(as_frame=True).frame)
+    return _cache[key]
+
+
+def _read_file(role: str, path: Path) -> tuple[pd.DataFrame, bool] | Problem:
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        return Problem(f"data.{role}", f"expected a .csv or .parquet file, received {str(path)!r}")
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return Problem(f"data.{role}", f"file not found: {str(path)!r}")
+    except OSError as exc:
+        return Problem(f"data.{role}", f"cannot read {str(path)!r}: {exc.strerror or exc}")
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _cache:
+        try:
+            if suffix == ".csv":
+                frame = pd.read_csv(path, skipinitialspace=True)
+            else:
+                frame = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds; all mean "unreadable"
+            return Problem(f"data.{role}", f"cannot read {str(path)!r}: {_first_line(exc)}")
+        _remember(key, frame)
+    return _cache[key], suffix == ".csv"
+
+
+def _remember(key: tuple[str, int, int], frame: pd.DataFrame) -> None:
+    _cache[key] = frame
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+
+
+# -- checking ----------------------------------------------------------------------------------------
+
+
+def _check_columns(spec: JobSpec, frame: pd.DataFrame, where: str, is_csv: bool) -> list[Problem]:
+    problems: list[Problem] = []
+    available = [str(c) for c in frame.columns]
+    uses: list[tuple[str, str]] = []
+    for name, inp in spec.inputs.items():
+        uses += [(f"inputs.{name}.columns[{j}]", col) for j, col in enumerate(inp.columns)]
+    for name, out in spec.outputs.items():
+        if len(out.target) == 1:
+            uses.append((f"outputs.{name}.target", out.target[0]))
+        else:
+            uses += [(f"outputs.{name}.target[{j}]", col) for j, col in enumerate(out.target)]
+    checked: dict[str, str | None] = {}
+    for path, col in uses:
+        if col not in checked:
+            checked[col] = _column_problem(frame, col, available, is_csv)
+        if checked[col] is not None:
+            problems.append(Problem(path, f"{checked[col]}{where}"))
+    return problems
+
+
+def _column_problem(frame: pd.DataFrame, col: str, available: list[str], is_csv: bool) -> str | None:
+    import difflib
+
+    import pandas as pd
+
+    if col not in frame.columns:
+        close = difflib.get_close_matches(col, available, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(available)})"
+        return f"unknown column {col!r}{hint}"
+    series = frame[col]
+    if isinstance(series, pd.DataFrame):
+        return f"column {col!r} appears more than once"
+    numeric = pd.to_numeric(series, errors="coerce") if not pd.api.types.is_numeric_dtype(series) else series
+    if pd.api.types.is_bool_dtype(series):
+        numeric = series.astype("float64")
+    missing = series.isna().to_numpy()
+    non_numeric = numeric.isna().to_numpy() & ~missing
+    infinite = np.zeros(len(series), dtype=bool)
+    if not non_numeric.any() and not missing.any():
+        infinite = ~np.isfinite(numeric.to_numpy(dtype="float64"))
+    parts = []
+    if missing.any():
+        parts.append(f"{int(missing.sum())} missing value(s) ({_rows(missing, is_csv)})")
+    if non_numeric.any():
+        first = series[non_numeric].iloc[0]
+        parts.append(f"{int(non_numeric.sum())} non-numeric value(s) such as {first!r} ({_rows(non_numeric, is_csv)})")
+    if infinite.any():
+        parts.append(f"{int(infinite.sum())} infinite value(s) ({_rows(infinite, is_csv)})")
+    if parts:
+        return f"column {col!r} has " + " and ".join(parts)
+    return None
+
+
+def _rows(mask: np.ndarray, is_csv: bool) -> str:
+    idx = np.flatnonzero(mask)[:3]
+    label = "line" if is_csv else "row"
+    # CSV line numbers are 1-based and count the header line
+    shown = ", ".join(str(i + 2 if is_csv else i) for i in idx)
+    more = ", ..." if mask.sum() > len(idx) else ""
+    return f"{label}{'s' if mask.sum() > 1 else ''} {shown}{more}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# -- arrays ------------------------------------------------------------------------------------------
+
+
+def _split_sizes(n: int, valid: float, test: float) -> tuple[int, int]:
+    return int(round(n * valid)), int(round(n * test))
+
+
+def _arrays(spec: JobSpec, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    import pandas as pd
+
+    cols = spec.used_columns()
+    return {c: pd.to_numeric(frame[c]).to_numpy(dtype=np.float32) for c in cols}
+
+
+def _take(spec: JobSpec, table: dict[str, np.ndarray], rows: np.ndarray | None) -> Split:
+    def stack(columns: list[str]) -> np.ndarray:
+        matrix = np.stack([table[c] for c in columns], axis=1)
+        return np.ascontiguousarray(matrix if rows is None else matrix[rows])
+
+    return Split(
+        x={name: stack(inp.columns) for name, inp in spec.inputs.items()},
+        y={name: stack(out.target) for name, out in spec.outputs.items()},
+    )

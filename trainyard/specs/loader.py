@@ -1,0 +1,180 @@
+"""From a YAML file, a YAML string or a dict to a checked :class:`JobSpec` (no TensorFlow involved)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainyard.errors import DataError, Problem, SpecError
+from trainyard.specs.data import check_data as _check_data
+from trainyard.specs.graph import check_args, resolve_graph
+from trainyard.specs.schema import BUILTIN_PREFIX, JobSpec, parse_leniently
+
+_SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_spec(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    overrides: Iterable[str] = (),
+    check_data: bool = True,
+) -> JobSpec:
+    """Read, override, validate and (unless ``check_data=False``) check the data of a spec.
+
+    ``source`` is a path, a YAML string or a dict. ``overrides`` are ``"training.epochs=5"`` strings,
+    the value parsed as YAML. Relative data paths resolve against the spec file's folder (the current
+    folder for strings and dicts). Raises :class:`SpecError` listing every problem, or
+    :class:`DataError` when every problem is about the data.
+    """
+    raw, base, label = _read(source)
+    problems: list[Problem] = []
+    for override in overrides:
+        problem = _apply_override(raw, override)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise SpecError(problems, source=label)
+    if isinstance(raw, dict):
+        _resolve_paths(raw, base)
+    spec, problems, broken = parse_leniently(raw)
+    if spec is None:
+        problems += _layer_arg_problems(raw)
+        raise SpecError(problems, source=label)
+    spec, graph_problems = resolve_graph(spec)
+    problems += graph_problems
+    data_problems = _check_data(spec) if check_data and not broken & {"data", "outputs"} else []
+    if data_problems and not problems:
+        raise DataError(data_problems, source=label)
+    if problems or data_problems:
+        raise SpecError(problems + data_problems, source=label)
+    return spec
+
+
+def _layer_arg_problems(raw: Any) -> list[Problem]:
+    """Static argument problems of the layers, for a spec whose schema failed elsewhere."""
+    layers = raw.get("layers") if isinstance(raw, dict) else None
+    if not isinstance(layers, list):
+        return []
+    problems: list[Problem] = []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, dict):
+            problems += check_args(i, {k: v for k, v in layer.items() if k not in ("name", "type", "input")})
+    return problems
+
+
+def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path, str | None]:
+    """The raw document, the folder relative paths resolve against, and a label for messages."""
+    if isinstance(source, Mapping):
+        return copy.deepcopy(dict(source)), Path.cwd(), None
+    if isinstance(source, os.PathLike) or (
+        isinstance(source, str) and "\n" not in source and (source.endswith(_SPEC_SUFFIXES) or Path(source).is_file())
+    ):
+        path = Path(source).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError(Problem("", f"spec file not found: {str(path)!r}")) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(Problem("", f"cannot read spec file {str(path)!r}: {exc}")) from None
+        return _parse_yaml(text, str(path)), path.resolve().parent, str(path)
+    if isinstance(source, str):
+        return _parse_yaml(source, None), Path.cwd(), None
+    raise SpecError(Problem("", f"expected a path, a YAML string or a mapping, received {type(source).__name__}"))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", mark
+            )
+        seen[key] = loader.construct_object(value_node, deep=deep)
+    return seen
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(text: str, label: str | None) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        what = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(Problem(where, f"YAML syntax error: {what}"), source=label) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(Problem("", f"YAML syntax error: {exc}"), source=label) from None
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for role in ("source", "train", "valid", "test"):
+        value = data.get(role)
+        if isinstance(value, str) and value and not value.startswith(BUILTIN_PREFIX):
+            data[role] = str((base / Path(value).expanduser()).resolve())
+
+
+def _apply_override(raw: Any, override: str) -> Problem | None:
+    """Set ``a.b[2].c=value`` in the raw document; the value is parsed as YAML."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        return Problem(override, "expected an override of the form path=value, e.g. training.epochs=5")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = _split_path(key)
+    if parts is None or not isinstance(raw, dict):
+        return Problem(key, "cannot parse this path (use dots and [index], e.g. layers[0].units)")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(part, int):
+            if not isinstance(node, list) or not -len(node) <= part < len(node):
+                return Problem(key, f"no item [{part}] here (the spec has {len(node) if isinstance(node, list) else 'no list'} items)")
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+        else:
+            if not isinstance(node, dict):
+                return Problem(key, f"cannot set {part!r} inside a {type(node).__name__}")
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+    return None
+
+
+def _split_path(key: str) -> list[str | int] | None:
+    parts: list[str | int] = []
+    for chunk in key.split("."):
+        name, _, rest = chunk.partition("[")
+        if name:
+            parts.append(name)
+        while rest:
+            index, close, rest = rest.partition("]")
+            if not close or not index.lstrip("-").isdigit():
+                return None
+            parts.append(int(index))
+            rest = rest.removeprefix("[")
+        if not name and not parts:
+            return None
+    return parts

@@ -1,0 +1,467 @@
+"""The job spec as pydantic models: the shape of a spec, without its data or its Keras layers.
+
+Everything here is free of TensorFlow. Checks that need the data live in ``data.py``, checks that
+need Keras (layer types, argument names, shapes) in ``builder.py``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainyard.errors import Problem
+
+#: Name of the single input when ``inputs`` is given as a plain list of columns (Sequential shorthand).
+DEFAULT_INPUT = "features"
+
+#: Prefix of the data sources that ship with trainyard's dependencies.
+BUILTIN_PREFIX = "builtin:"
+
+#: Built-in data sets (``builtin:<name>``).
+BUILTIN_DATASETS = ("diabetes",)
+
+#: Loss names accepted for an output (Keras' own string identifiers).
+LOSSES = frozenset(
+    {
+        "mean_squared_error", "mse",
+        "mean_absolute_error", "mae",
+        "mean_absolute_percentage_error", "mape",
+        "mean_squared_logarithmic_error", "msle",
+        "huber", "log_cosh", "logcosh",
+        "poisson",
+        "binary_crossentropy",
+        "categorical_crossentropy",
+        "sparse_categorical_crossentropy",
+        "kl_divergence", "kld",
+        "cosine_similarity",
+        "hinge", "squared_hinge", "categorical_hinge",
+    }
+)  # fmt: skip
+
+#: Optimizer names accepted in ``training.optimizer`` (Keras' own string identifiers).
+OPTIMIZERS = frozenset(
+    {"sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "lamb"}
+)
+
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_SPEC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitSpec(_Model):
+    """How one table is cut into train / valid / test rows (shuffled with ``seed``)."""
+
+    valid: float = Field(0.2, gt=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitSpec:
+        if self.valid + self.test >= 1:
+            raise ValueError(f"valid + test must be below 1, received {self.valid} + {self.test}")
+        return self
+
+
+class DataSpec(_Model):
+    """Where the rows come from: one ``source`` cut by ``split``, or ready-made ``train``/``valid``/``test`` files."""
+
+    source: str | None = None
+    split: SplitSpec | None = None
+    train: str | None = None
+    valid: str | None = None
+    test: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DataSpec:
+        files = [k for k in ("train", "valid", "test") if getattr(self, k) is not None]
+        if self.source is not None and files:
+            raise ValueError(f"give either `source` (with `split`) or `train`/`valid`/`test`, not both (received source and {', '.join(files)})")
+        if self.source is None:
+            if not files:
+                raise ValueError("expected `source` (a .csv/.parquet file or builtin:diabetes) or `train` and `valid` files")
+            if self.split is not None:
+                raise ValueError("`split` only applies to `source`; with train/valid/test files the sets are given")
+            missing = [k for k in ("train", "valid") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"with ready-made sets, `train` and `valid` are required (missing: {', '.join(missing)})")
+        return self
+
+    @property
+    def effective_split(self) -> SplitSpec:
+        return self.split or SplitSpec()
+
+    def files(self) -> dict[str, str]:
+        """``{role: path}`` of every file read (role ``source``, ``train``, ``valid`` or ``test``), builtins excluded."""
+        roles = {"source": self.source, "train": self.train, "valid": self.valid, "test": self.test}
+        return {r: p for r, p in roles.items() if p is not None and not p.startswith(BUILTIN_PREFIX)}
+
+
+class InputSpec(_Model):
+    """A named model input: the columns it reads, optionally normalised inside the model."""
+
+    columns: list[str] = Field(min_length=1)
+    normalize: bool = False
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, columns: list[str]) -> list[str]:
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        if dupes:
+            raise ValueError(f"columns must be unique, received {', '.join(map(repr, dupes))} more than once")
+        return columns
+
+
+class LayerSpec(_Model):
+    """One built-in Keras layer; every key besides ``name``, ``type`` and ``input`` is a constructor argument."""
+
+    name: str = Field(pattern=_NAME)
+    type: str = Field(min_length=1)
+    input: list[str] | None = None
+    input_is_list: bool = False
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_args(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        known = {k: raw[k] for k in ("name", "type", "input") if k in raw}
+        if isinstance(known.get("input"), list):
+            known["input_is_list"] = True
+        elif isinstance(known.get("input"), str):
+            known["input"] = [known["input"]]
+        known["args"] = {k: v for k, v in raw.items() if k not in ("name", "type", "input")}
+        return known
+
+    def document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.input is not None:
+            doc["input"] = list(self.input) if self.input_is_list else self.input[0]
+        doc.update(self.args)
+        return doc
+
+
+class OutputSpec(_Model):
+    """A named model output: a ``Dense`` head on ``input`` predicting ``target`` column(s)."""
+
+    target: list[str] = Field(min_length=1)
+    input: str | None = None
+    loss: str = "mean_squared_error"
+    weight: float = Field(1.0, ge=0)
+    activation: str | None = None
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        if value not in LOSSES:
+            raise ValueError(f"unknown loss {value!r}{_did_you_mean(value, LOSSES)}")
+        return value
+
+    def document(self) -> dict[str, Any]:
+        doc = self.model_dump()
+        doc["target"] = self.target[0] if len(self.target) == 1 else list(self.target)
+        if doc["activation"] is None:
+            del doc["activation"]
+        return doc
+
+
+class OptimizerSpec(_Model):
+    """An optimizer by name with its constructor arguments (``learning_rate``...)."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value.lower() not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {value!r}{_did_you_mean(value.lower(), OPTIMIZERS)}")
+        return value.lower()
+
+
+class TrainingSpec(_Model):
+    """How to fit: optimizer, epochs, batch size and the seed that makes a run repeatable."""
+
+    optimizer: OptimizerSpec = OptimizerSpec(name="sgd")
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(32, gt=0)
+    seed: int = 42
+    shuffle: bool = True
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _name_or_dict(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "args" not in value:
+            return {"name": value.get("name"), "args": {k: v for k, v in value.items() if k != "name"}} if "name" in value else value
+        return value
+
+    def document(self) -> dict[str, Any]:
+        doc = self.model_dump()
+        opt = self.optimizer
+        doc["optimizer"] = {"name": opt.name, **opt.args} if opt.args else opt.name
+        return doc
+
+
+class JobSpec(_Model):
+    """A validated job spec. Build one with :func:`trainyard.specs.load_spec` or :meth:`from_document`."""
+
+    name: str = Field(pattern=_SPEC_NAME, max_length=100)
+    data: DataSpec
+    inputs: dict[str, InputSpec] = Field(min_length=1)
+    layers: list[LayerSpec] = Field(default_factory=list)
+    outputs: dict[str, OutputSpec] = Field(min_length=1)
+    training: TrainingSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        if isinstance(raw.get("inputs"), list):  # Sequential shorthand: one input named "features"
+            raw["inputs"] = {DEFAULT_INPUT: {"columns": raw["inputs"]}}
+        layers = raw.get("layers")
+        if isinstance(layers, list):
+            named = []
+            for i, layer in enumerate(layers):
+                if isinstance(layer, dict) and "name" not in layer:
+                    kind = layer.get("type") if isinstance(layer.get("type"), str) else "layer"
+                    layer = {"name": f"{_snake(kind)}_{i + 1}", **layer}
+                named.append(layer)
+            raw["layers"] = named
+        return raw
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _valid_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in value if not re.match(_NAME, k)]
+        if bad:
+            raise ValueError(f"names must be letters, digits and underscores, received {', '.join(map(repr, bad))}")
+        return value
+
+    # -- serialisation -------------------------------------------------------------------------
+
+    def document(self) -> dict[str, Any]:
+        """The normalised, JSON-serialisable spec (defaults filled, absolute paths): what the store keeps."""
+        data = {k: v for k, v in self.data.model_dump().items() if v is not None}
+        if self.data.source is not None:
+            data["split"] = self.data.effective_split.model_dump()
+        return {
+            "name": self.name,
+            "data": data,
+            "inputs": {k: v.model_dump() for k, v in self.inputs.items()},
+            "layers": [layer.document() for layer in self.layers],
+            "outputs": {k: v.document() for k, v in self.outputs.items()},
+            "training": self.training.document(),
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> JobSpec:
+        """Rebuild a spec from :meth:`document` (no data access, no TensorFlow); raises SpecError."""
+        from trainyard.specs.graph import resolve_graph
+
+        spec = parse_document(doc)
+        spec, problems = resolve_graph(spec)
+        if problems:
+            from trainyard.errors import SpecError
+
+            raise SpecError(problems)
+        return spec
+
+    # -- convenience ---------------------------------------------------------------------------
+
+    def layer(self, name: str) -> LayerSpec:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def used_columns(self) -> list[str]:
+        """Every column the model reads (inputs and targets), in first-use order."""
+        seen: dict[str, None] = {}
+        for spec in self.inputs.values():
+            seen.update(dict.fromkeys(spec.columns))
+        for out in self.outputs.values():
+            seen.update(dict.fromkeys(out.target))
+        return list(seen)
+
+    def data_files(self) -> dict[str, Path]:
+        return {role: Path(p) for role, p in self.data.files().items()}
+
+
+def parse_document(doc: Any) -> JobSpec:
+    """Validate a raw dict against the schema; every schema problem becomes one :class:`Problem`."""
+    from trainyard.errors import SpecError
+
+    spec, problems, _ = parse_leniently(doc)
+    if problems or spec is None:
+        raise SpecError(problems)
+    return spec
+
+
+#: Stand-ins for top-level sections that failed validation, so the layer graph can still be checked.
+_STAND_INS: dict[str, Any] = {"name": "invalid", "data": {"source": "builtin:diabetes"}, "training": {"epochs": 1}}
+
+
+def parse_leniently(doc: Any) -> tuple[JobSpec | None, list[Problem], set[str]]:
+    """Validate ``doc``; when only ``name``/``data``/``training`` are wrong, still return a spec.
+
+    Returns the spec (with stand-ins for the broken sections, or None when the graph sections are
+    broken), the schema problems, and the names of the sections replaced by stand-ins; this lets
+    the graph and data checks report their problems together with the schema's.
+    """
+    if not isinstance(doc, dict):
+        return None, [Problem("", f"expected a mapping at the top of the spec, received {_kind(doc)}")], set()
+    try:
+        return JobSpec.model_validate(doc), [], set()
+    except ValidationError as exc:
+        problems = translate_errors(exc, doc)
+        broken = {str(err["loc"][0]) if err["loc"] else "" for err in exc.errors()}
+    stand_ins = dict(_STAND_INS)
+    outputs = doc.get("outputs")
+    if isinstance(outputs, dict) and outputs and all(isinstance(o, dict) for o in outputs.values()):
+        # keep each output's `input` so that the graph is still checked
+        stand_ins["outputs"] = {
+            k: {"target": "-", **({"input": o["input"]} if isinstance(o.get("input"), str) else {})}
+            for k, o in outputs.items()
+        }
+    if not broken <= set(stand_ins) | (set(doc) - set(JobSpec.model_fields)):
+        return None, problems, broken
+    patched = {k: v for k, v in doc.items() if k in JobSpec.model_fields}
+    patched.update({k: v for k, v in stand_ins.items() if k in broken})
+    try:
+        return JobSpec.model_validate(patched), problems, broken
+    except ValidationError:
+        return None, problems, broken
+
+
+# -- pydantic errors -> problems -------------------------------------------------------------------
+
+_FIELD_NAMES = {
+    (): JobSpec,
+    ("data",): DataSpec,
+    ("data", "split"): SplitSpec,
+    ("training",): TrainingSpec,
+}
+
+
+def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("layers", 2, "units")`` -> ``layers[2].units``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def translate_errors(exc: ValidationError, raw: Any) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for err in exc.errors(include_url=False):
+        loc = _user_loc(tuple(err["loc"]))
+        message = _message(err, loc)
+        key = (format_path(loc), message)
+        if key not in seen:
+            seen.add(key)
+            problems.append(Problem(*key))
+    return problems
+
+
+def _user_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's internal parts of a location (union tags, our ``args`` indirection)."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and ("[" in part or part in ("function-after", "function-before")):
+            continue
+        if part == "args" and i >= 2 and loc[0] == "layers":
+            continue
+        if part == "args" and loc[:2] == ("training", "optimizer"):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return "required, but missing"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = _did_you_mean(str(loc[-1]), allowed) if allowed else ""
+        listing = f" (expected one of: {', '.join(sorted(allowed))})" if allowed and not hint else ""
+        return f"unknown key{hint}{listing}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        if kind == "greater_than" and ctx.get("gt") == 0 and isinstance(value, int) and not isinstance(value, bool):
+            return f"expected a positive integer, received {value!r}"
+        if kind == "greater_than" and ctx.get("gt") == 0:
+            return f"expected a positive number, received {value!r}"
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        return f"expected a number {op} {bound}, received {value!r}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected an integer, received {value!r}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, received {value!r}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, received {value!r}"
+    if kind == "string_type":
+        return f"expected a string, received {_kind(value)} {value!r}"
+    if kind in ("list_type",):
+        return f"expected a list, received {_kind(value)} {value!r}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, received {_kind(value)} {value!r}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} item(s), received {_kind(value)} {value!r}"
+    if kind == "string_too_short":
+        return "expected a non-empty string"
+    if kind == "string_too_long":
+        return f"expected at most {ctx.get('max_length')} characters, received {len(str(value))}"
+    if kind == "string_pattern_mismatch":
+        return f"expected letters, digits and underscores (starting with a letter), received {value!r}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return f"{err['msg'][0].lower()}{err['msg'][1:]}, received {value!r}"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model = _FIELD_NAMES.get(loc)
+    if model is None and len(loc) == 2 and loc[0] == "inputs":
+        model = InputSpec
+    if model is None and len(loc) == 2 and loc[0] == "outputs":
+        model = OutputSpec
+    if model is None:
+        return []
+    return [name for name in model.model_fields if name not in ("input_is_list", "args")]
+
+
+def _did_you_mean(value: str, choices: Any) -> str:
+    close = difflib.get_close_matches(value, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
