@@ -1,7 +1,73 @@
-"""CLI commands (dashboard)."""
+"""``trainyard dashboard`` (the live terminal view) and ``trainyard plot`` (training curves as a PNG)."""
 
 from __future__ import annotations
 
+import json
+from functools import partial
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from trainyard import defaults
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Print a single frame and exit (for scripts and logs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the same snapshot as JSON and exit.")
+@click.option(
+    "--refresh",
+    "refresh_seconds",
+    type=click.FloatRange(min=0.1),
+    default=defaults.DASHBOARD_REFRESH_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between two frames.",
+)
+@click.option(
+    "--recent",
+    type=click.IntRange(min=0),
+    default=defaults.DASHBOARD_RECENT_JOBS,
+    show_default=True,
+    help="How many recently finished jobs to show.",
+)
+def dashboard(once: bool, as_json: bool, refresh_seconds: float, recent: int) -> None:
+    """Watch the queue, the workers and every running model's validation MSE, live (Ctrl-C quits).
+
+    The dashboard only reads the store, in short transactions: it never slows workers down.
+    """
+    from rich.console import Console
+
+    from trainyard.dashboard.live import LiveDashboard, print_frame
+    from trainyard.dashboard.snapshot import read_snapshot
+    from trainyard.db import Store
+
+    store = Store.open()
+    read = partial(read_snapshot, store, recent=recent)
+    if as_json:
+        click.echo(json.dumps(read().to_json(), indent=2))
+    elif once:
+        print_frame(read, Console())
+    else:
+        LiveDashboard(read, console=Console(), refresh_seconds=refresh_seconds).run()
+
+
+@click.command()
+@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True, type=int)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Image to write (default: trainyard-jobs-<ids>.png here); the suffix picks the format.",
+)
+def plot(job_ids: tuple[int, ...], out: Path | None) -> None:
+    """Plot the per-output training loss and validation MSE of one or several jobs, one panel per output."""
+    from trainyard.dashboard.plot import default_plot_path, plot_curves, read_curves
+    from trainyard.db import Store
+
+    ids = list(dict.fromkeys(job_ids))
+    curves = read_curves(Store.open(), ids)
+    written = plot_curves(curves, out or default_plot_path(ids))
+    click.echo(f"wrote {written}")
+
+
+COMMANDS: list[click.Command] = [dashboard, plot]
