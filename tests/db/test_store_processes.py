@@ -1,0 +1,86 @@
+"""Several real processes on one store: concurrent submits and concurrent claims, no lock errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from trainyard.db import JobState, Store
+
+# Each child imports first, says it is ready, waits for the go file, then works: so the children
+# really overlap, including the first open of a fresh database (schema creation) on SQLite.
+CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from trainyard.db import Store
+
+    url, sync, me, task, count = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+    (sync / f"ready-{me}").touch()
+    while not (sync / "go").exists():
+        time.sleep(0.01)
+    store = Store.open(url)
+    done = []
+    if task == "submit":
+        for i in range(count):
+            doc = {"name": f"{me}-{i}", "training": {"epochs": 2}, "seed": i % 7}
+            done += [job.id for job in store.add_jobs([doc])]
+    else:
+        while (job := store.claim_next(me)) is not None:
+            done.append(job.id)
+    print(json.dumps(done))
+    """
+)
+
+
+def run_children(url: str, tmp_path: Path, task: str, processes: int, count: int = 0) -> list[list[int]]:
+    sync = tmp_path / f"sync-{task}"
+    sync.mkdir()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, str(sync), f"p{n}", task, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
+    while len(list(sync.glob("ready-*"))) < processes and all(c.poll() is None for c in children):
+        time.sleep(0.05)
+    (sync / "go").touch()
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err
+        assert "locked" not in err, err
+        results.append(json.loads(out))
+    return results
+
+
+def test_eight_processes_submitting_fifty_jobs_each_store_all_400(db_url: str, tmp_path: Path) -> None:
+    results = run_children(db_url, tmp_path, "submit", processes=8, count=50)
+
+    ids = [job_id for per_process in results for job_id in per_process]
+    assert len(ids) == len(set(ids)) == 400
+    store = Store.open(db_url)
+    assert store.count_by_state()[JobState.QUEUED] == 400
+    assert {job.name for job in store.list_jobs()} == {f"p{n}-{i}" for n in range(8) for i in range(50)}
+    assert len({job.spec_id for job in store.list_jobs()}) == 400  # the names differ, so the specs do
+
+
+def test_processes_claiming_at_once_take_every_job_exactly_once(db_url: str, tmp_path: Path) -> None:
+    store = Store.open(db_url)
+    queued = store.add_jobs([{"name": f"j{i}", "training": {"epochs": 1}} for i in range(120)])
+
+    results = run_children(db_url, tmp_path, "claim", processes=4)
+
+    claimed = [job_id for per_process in results for job_id in per_process]
+    assert sorted(claimed) == sorted(job.id for job in queued)
+    assert store.count_by_state()[JobState.RUNNING] == 120
+    owners = {job.id: job.lease_owner for job in store.list_jobs()}
+    for n, per_process in enumerate(results):
+        assert all(owners[job_id] == f"p{n}" for job_id in per_process)
