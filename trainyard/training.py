@@ -1,0 +1,252 @@
+"""The pure training core: a validated spec in, per-epoch metrics and a saved ``.keras`` model out.
+
+No Celery, no database: callers (the CLI, the worker) pass a *sink* that hears about epochs and
+batches and may ask to stop. TensorFlow is imported inside :func:`train` only.
+
+Speed: on a single device the model runs without a distribution strategy and with a large
+``steps_per_execution`` (several times the samples per second of Keras' default for small models);
+with several replicas it runs under ``MirroredStrategy`` with ``steps_per_execution=1``, because
+larger values fail there (keras#19246). The arrays are handed to Keras once per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from trainyard.errors import Cancelled, TrainingError
+from trainyard.specs import Dataset, JobSpec, build_model, load_data, make_optimizer
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+#: Most batches run in one call into TensorFlow on a single device (bounds the latency of a cancel).
+MAX_STEPS_PER_EXECUTION = 1024
+
+#: Largest batch used to evaluate the validation split (one batch for any usual validation split).
+EVAL_BATCH_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """The metrics of one finished epoch (1-based).
+
+    ``outputs`` maps each output name to ``{"loss": training loss, "val_mse": validation MSE}``;
+    ``val_mse`` is the mean squared error of that output over the whole validation split.
+    """
+
+    epoch: int
+    loss: float
+    val_loss: float | None
+    outputs: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def val_mse(self) -> dict[str, float]:
+        return {name: m["val_mse"] for name, m in self.outputs.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"epoch", "loss", "val_loss", "val_mse": {...}, "outputs": {...}}``."""
+        return {
+            "epoch": self.epoch,
+            "loss": self.loss,
+            "val_loss": self.val_loss,
+            "val_mse": self.val_mse,
+            "outputs": {k: dict(v) for k, v in self.outputs.items()},
+        }
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What :func:`train` produced: the epochs it ran (after any resume), final MSEs and the model file."""
+
+    epochs: list[EpochMetrics]
+    val_mse: dict[str, float]
+    test_mse: dict[str, float] | None
+    model_path: Path
+    initial_epoch: int = 0
+
+
+class Sink(Protocol):
+    """What :func:`train` may call on its ``sink``; every method is optional."""
+
+    def on_epoch(self, metrics: EpochMetrics) -> None: ...
+
+    def on_batch(self, epoch: int, step: int, steps: int) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+def train(
+    spec: JobSpec,
+    sink: object | None = None,
+    *,
+    model_path: str | os.PathLike[str],
+    backup_dir: str | os.PathLike[str] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    data: Dataset | None = None,
+) -> TrainingResult:
+    """Train ``spec`` and save the model to ``model_path`` (a ``.keras`` file).
+
+    ``sink`` hears ``on_epoch(EpochMetrics)`` after every epoch and ``on_batch(epoch, step, steps)``;
+    ``should_stop()`` returning True ends training with :class:`Cancelled`. A NaN or infinite loss
+    raises :class:`TrainingError` naming the epoch. With ``backup_dir``, an interrupted run resumes
+    from its last finished epoch and earlier epochs are not reported again. ``strategy=None`` uses
+    no strategy on a single device and ``MirroredStrategy`` over all GPUs when there are several.
+    """
+    import keras
+
+    path = Path(model_path)
+    if path.suffix != ".keras":
+        raise TrainingError(f"model_path: expected a file ending in .keras, received {str(path)!r}")
+    data = data if data is not None else load_data(spec)
+    strategy = _choose_strategy(strategy)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+
+    keras.utils.set_random_seed(spec.training.seed)
+    steps = math.ceil(len(data.train) / spec.training.batch_size)
+    per_execution = 1 if replicas > 1 else max(1, min(steps, MAX_STEPS_PER_EXECUTION))
+    normalization = {
+        name: _moments(data.train.x[name]) for name, inp in spec.inputs.items() if inp.normalize
+    }
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(spec, normalization)
+        model.compile(
+            optimizer=make_optimizer(spec),
+            loss={name: out.loss for name, out in spec.outputs.items()},
+            loss_weights={name: out.weight for name, out in spec.outputs.items()},
+            metrics={name: [keras.metrics.MeanSquaredError(name="mse")] for name in spec.outputs},
+            steps_per_execution=per_execution,
+        )
+
+    reporter = _reporter_class()(spec, sink, steps)
+    callbacks: list[keras.callbacks.Callback] = [reporter]
+    if backup_dir is not None:
+        Path(backup_dir).mkdir(parents=True, exist_ok=True)
+        # after the reporter: a cancelled or diverged epoch raises before it could be backed up
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    model.fit(
+        data.train.x,
+        data.train.y,
+        epochs=spec.training.epochs,
+        batch_size=spec.training.batch_size,
+        shuffle=spec.training.shuffle,
+        validation_data=(data.valid.x, data.valid.y),
+        validation_batch_size=min(len(data.valid), EVAL_BATCH_SIZE),
+        callbacks=callbacks,
+        verbose=0,
+    )
+
+    _save(model, path)
+    val_mse = _mse(model, data.valid)
+    test_mse = _mse(model, data.test) if data.test is not None and len(data.test) else None
+    initial = reporter.initial_epoch if reporter.initial_epoch is not None else spec.training.epochs
+    return TrainingResult(
+        epochs=reporter.epochs, val_mse=val_mse, test_mse=test_mse, model_path=path, initial_epoch=initial
+    )
+
+
+def _choose_strategy(strategy: tf.distribute.Strategy | None) -> tf.distribute.Strategy | None:
+    """The caller's strategy, else MirroredStrategy over several GPUs, else none (fastest on one device)."""
+    if strategy is not None:
+        return strategy
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy([g.name for g in gpus]) if len(gpus) > 1 else None
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) variance per column, as Normalization.adapt computes them."""
+    x64 = x.astype(np.float64)
+    return x64.mean(axis=0), x64.var(axis=0)
+
+
+def _mse(model: Any, split: Any) -> dict[str, float]:
+    """Mean squared error per output over a whole split, computed in float64 from the model's predictions."""
+    predictions = model.predict(split.x, batch_size=min(len(split), EVAL_BATCH_SIZE), verbose=0)
+    return {
+        name: float(np.mean((np.asarray(predictions[name], dtype=np.float64) - y.astype(np.float64)) ** 2))
+        for name, y in split.y.items()
+    }
+
+
+def _save(model: Any, path: Path) -> None:
+    """Write the model atomically: a reader never sees a half-written ``.keras`` file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise TrainingError(f"cannot write the model to {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+@functools.cache
+def _reporter_class() -> type:
+    """The Keras callback class, made on first use so that importing this module does not import Keras."""
+    import keras
+
+    class Reporter(_ReporterMixin, keras.callbacks.Callback):
+        """Turns Keras' logs into EpochMetrics for the sink; raises on cancel and on divergence."""
+
+    return Reporter
+
+
+class _ReporterMixin:
+    model: Any
+
+    def __init__(self, spec: JobSpec, sink: object | None, steps: int) -> None:
+        super().__init__()
+        self.outputs = list(spec.outputs)
+        self.single = len(self.outputs) == 1
+        self.steps = steps
+        self.epoch = 0
+        self.epochs: list[EpochMetrics] = []
+        self.initial_epoch: int | None = None
+        self._on_epoch = getattr(sink, "on_epoch", None)
+        self._on_batch = getattr(sink, "on_batch", None)
+        self._should_stop = getattr(sink, "should_stop", None)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+        if self.initial_epoch is None:
+            self.initial_epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs and "loss" in logs:
+            self._check(float(logs["loss"]))
+        if self._on_batch is not None:
+            self._on_batch(self.epoch, min(batch + 1, self.steps), self.steps)
+        if self._should_stop is not None and self._should_stop():
+            raise Cancelled(f"cancelled during epoch {self.epoch}")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        loss = float(logs["loss"])
+        self._check(loss)
+        outputs = {}
+        for name in self.outputs:
+            out_loss = logs.get(f"{name}_loss", logs["loss"] if self.single else None)
+            val_mse = logs.get(f"val_{name}_mse", logs.get("val_mse") if self.single else None)
+            outputs[name] = {"loss": float(out_loss), "val_mse": float(val_mse)}  # type: ignore[arg-type]
+        val_loss = logs.get("val_loss")
+        metrics = EpochMetrics(
+            epoch=epoch + 1,
+            loss=loss,
+            val_loss=float(val_loss) if val_loss is not None else None,
+            outputs=outputs,
+        )
+        self.epochs.append(metrics)
+        if self._on_epoch is not None:
+            self._on_epoch(metrics)
+
+    def _check(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise TrainingError(f"epoch {self.epoch}: loss is {loss}")
