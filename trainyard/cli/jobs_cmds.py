@@ -1,7 +1,218 @@
-"""CLI commands (jobs)."""
+"""``trainyard submit | jobs | show | cancel | retry``: the commands a user scripts against.
+
+``--json`` prints machine-readable JSON on stdout and nothing else there; messages go to stderr.
+Errors (invalid specs, unknown job ids, an unreachable database) are one clear message and exit 2.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from trainyard import defaults
+from trainyard.db.records import EpochRecord, JobRecord, JobState
+
+#: Jobs ``trainyard jobs`` shows unless ``--limit`` says otherwise (the newest ones).
+DEFAULT_LIST_LIMIT = 100
+
+_STATE_STYLE = {
+    JobState.QUEUED: "cyan",
+    JobState.RUNNING: "yellow",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "magenta",
+}
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, allow_nan=False))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a spec field before validation (repeatable), e.g. training.epochs=5.")
+@click.option("--priority", type=int, default=defaults.PRIORITY, show_default=True, help="Higher runs first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the queued jobs as JSON.")
+@click.option("--no-dispatch", is_flag=True, help="Only store and queue the jobs; a worker's reconciler sends them to the broker.")
+def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as_json: bool, no_dispatch: bool) -> None:
+    """Validate each SPEC and queue one training job per spec; print the job ids.
+
+    If any spec is invalid, every problem is printed and nothing is queued (exit 2).
+    """
+    from trainyard.scheduler import operations
+
+    queued = operations.submit(list(specs), overrides=overrides, priority=priority, dispatch=not no_dispatch)
+    if as_json:
+        _echo_json([operations.job_summary(job) for job in queued])
+        return
+    for job in queued:
+        click.echo(f"{job.id}\t{job.name}\tqueued")
+
+
+@click.command(name="jobs")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only jobs in this state.")
+@click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIST_LIMIT, show_default=True, help="Newest jobs to show; 0 shows all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as a JSON list.")
+def jobs_command(state: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first: id, name, state, attempts, progress, latest validation MSE, age."""
+    from trainyard.scheduler import operations
+
+    store = operations.open_store()
+    rows = store.list_jobs(state=state, limit=limit or None)
+    total = sum(store.count_by_state().values()) if state is None else None
+    if as_json:
+        _echo_json([operations.job_summary(job) for job in rows])
+    else:
+        console = _console()
+        console.print(jobs_table(rows, now=datetime.now(timezone.utc)))
+    if limit and len(rows) == limit and (total is None or total > limit):
+        shown = f"of {total} " if total is not None else ""
+        click.echo(f"showing the {limit} newest {shown}jobs; --limit 0 shows all", err=True)
+
+
+def jobs_table(rows: Sequence[JobRecord], now: datetime) -> Any:
+    """The table ``trainyard jobs`` prints (a pure function of the records and the clock)."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("ID", justify="right", no_wrap=True)
+    table.add_column("NAME", overflow="ellipsis", max_width=32, no_wrap=True)
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("ATTEMPTS", justify="right", no_wrap=True)
+    table.add_column("PROGRESS", justify="right", no_wrap=True)
+    table.add_column("VAL MSE", overflow="fold")
+    table.add_column("AGE", justify="right", no_wrap=True)
+    for job in rows:
+        state = f"[{_STATE_STYLE[job.state]}]{job.state}[/]"
+        if job.cancel_requested and job.state is JobState.RUNNING:
+            state += " (cancelling)"
+        table.add_row(
+            str(job.id),
+            job.name,
+            state,
+            f"{job.attempts}/{job.max_attempts}",
+            job.progress,
+            format_mse(job.val_mse),
+            format_age(now - job.created_at),
+        )
+    return table
+
+
+@click.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True, help="Print everything about the job as one JSON object.")
+def show(job: str, as_json: bool) -> None:
+    """Everything about one JOB: state, attempts, error, per-epoch metrics, final MSEs, model path."""
+    from trainyard.scheduler import operations
+
+    store = operations.open_store()
+    record = store.get_job(operations.parse_job_id(job))
+    epochs = store.epochs(record.id)
+    if as_json:
+        _echo_json(operations.job_document(record, epochs))
+    else:
+        _console().print(job_panel(record, epochs))
+
+
+def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
+    """What ``trainyard show`` prints: the job's facts, then one line per recorded epoch."""
+    from rich.console import Group
+    from rich.table import Table
+
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    state = f"[{_STATE_STYLE[job.state]}]{job.state}[/]" + (" (cancel requested)" if job.cancel_requested else "")
+    lines: list[tuple[str, str | None]] = [
+        ("job", f"{job.id}  {job.name}"),
+        ("state", state),
+        ("attempts", f"{job.attempts} of {job.max_attempts}"),
+        ("priority", str(job.priority)),
+        ("progress", f"epoch {job.epochs_done} of {job.epochs_total}"),
+        ("val MSE", format_mse(job.val_mse) or None),
+        ("test MSE", format_mse(job.test_mse) or None),
+        ("model", job.model_path),
+        ("error", job.error),
+        ("worker", job.lease_owner if job.state is JobState.RUNNING else None),
+        ("created", _when(job.created_at)),
+        ("started", _when(job.started_at)),
+        ("finished", _when(job.finished_at)),
+    ]
+    for key, value in lines:
+        if value:
+            facts.add_row(key, value)
+    if not epochs:
+        return facts
+    outputs = list(epochs[-1].outputs)
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
+    table.add_column("EPOCH", justify="right")
+    table.add_column("LOSS", justify="right")
+    table.add_column("VAL LOSS", justify="right")
+    for name in outputs:
+        table.add_column(f"VAL MSE {name}", justify="right")
+    for e in epochs:
+        table.add_row(
+            str(e.epoch), _num(e.loss), _num(e.val_loss), *(_num(e.outputs.get(n, {}).get("val_mse")) for n in outputs)
+        )
+    return Group(facts, "", table)
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, required=True, metavar="JOB...")
+def cancel(job_ids: tuple[str, ...]) -> None:
+    """Cancel jobs: a queued JOB at once, a running one as soon as its worker notices."""
+    from trainyard.scheduler import operations
+
+    for job in operations.cancel(job_ids):
+        if job.state is JobState.CANCELLED:
+            click.echo(f"{job.id}\t{job.name}\tcancelled")
+        else:
+            click.echo(f"{job.id}\t{job.name}\tcancel requested (running on {job.lease_owner})")
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, required=True, metavar="JOB...")
+@click.option("--no-dispatch", is_flag=True, help="Only queue the jobs; a worker's reconciler sends them to the broker.")
+def retry(job_ids: tuple[str, ...], no_dispatch: bool) -> None:
+    """Queue failed or cancelled jobs again, from scratch."""
+    from trainyard.scheduler import operations
+
+    for job in operations.retry(job_ids, dispatch=not no_dispatch):
+        click.echo(f"{job.id}\t{job.name}\tqueued")
+
+
+def format_mse(values: dict[str, float | None]) -> str:
+    """``{"price": 0.1234}`` -> ``price=0.1234``; several outputs are comma-separated."""
+    return ", ".join(f"{name}={_num(value)}" for name, value in values.items())
+
+
+def format_age(delta: Any) -> str:
+    """A short age: ``42s``, ``5m``, ``3h``, ``2d``."""
+    seconds = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else None
+
+
+COMMANDS: list[click.Command] = [submit, jobs_command, show, cancel, retry]

@@ -38,6 +38,9 @@ _PG_MIGRATION_LOCK = 0x747261696E797264
 
 _BEGIN_OPTION = "trainyard_begin"
 
+#: Seconds to wait for a database server to answer before saying it is unreachable.
+_CONNECT_TIMEOUT_SECONDS = 10
+
 
 @dataclass(frozen=True)
 class Engines:
@@ -102,7 +105,10 @@ def _create(url: str) -> Engines:
     try:
         if parsed.get_backend_name() == "sqlite":
             return _create_sqlite(url, parsed)
-        engine = sa.create_engine(parsed, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = _CONNECT_TIMEOUT_SECONDS  # an unroutable host fails fast
+        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except NoSuchModuleError as exc:
         raise StoreError(
             f"job store {redact_url(url)}: unsupported database {parsed.drivername!r} "

@@ -1,0 +1,223 @@
+"""What a user does with jobs: submit, list, show, cancel, retry. The CLI and the Python API call these.
+
+Every operation goes through the store (the one source of truth); ``submit`` and ``retry`` then hand
+the jobs to the broker with :func:`trainyard.worker.dispatch.dispatch`. A job that is stored but whose
+message could not be sent is not lost: it stays ``queued`` and a worker's reconciler sends the slot later.
+
+Nothing here imports TensorFlow at import time; ``submit`` does when it validates the specs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from trainyard import defaults
+from trainyard.config import Settings
+from trainyard.db import EpochRecord, JobRecord, JobState, Store
+from trainyard.errors import BrokerError, InvalidTransition, JobNotFound, Problem, SpecError, TrainyardError
+
+
+def open_store(settings: Settings | None = None) -> Store:
+    """The store named by the settings (``TRAINYARD_DB_URL`` or the SQLite file in ``TRAINYARD_HOME``)."""
+    settings = settings or Settings.from_env()
+    return Store.open(settings.db_url)
+
+
+def parse_job_id(value: object) -> int:
+    """``"12"`` or ``12`` -> 12; anything else is a :class:`JobNotFound` naming what was given."""
+    if isinstance(value, bool):
+        raise JobNotFound(value)
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lstrip("#")
+    if text.isdigit():
+        return int(text)
+    raise JobNotFound(value)
+
+
+def submit(
+    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    overrides: Iterable[str] = (),
+    priority: int = defaults.PRIORITY,
+    dispatch: bool = True,
+    *,
+    settings: Settings | None = None,
+) -> list[JobRecord]:
+    """Validate every spec, then queue one job per spec (all in one transaction), then dispatch them.
+
+    ``overrides`` (``"training.epochs=5"``) apply to every spec before validation. If any spec is
+    invalid, a :class:`SpecError` lists every problem of every spec and nothing is stored. If the
+    jobs are stored but the broker cannot be reached, :class:`BrokerError` says so (the jobs stay
+    queued and are dispatched later by a worker's reconciler).
+    """
+    from trainyard.specs import load_spec, validate_spec
+
+    settings = settings or Settings.from_env()
+    sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not sources:
+        raise SpecError("no spec given: pass at least one spec file")
+    overrides = list(overrides)
+    documents: list[dict[str, Any]] = []
+    failures: list[SpecError] = []
+    for source in sources:
+        try:
+            spec = load_spec(source, overrides=overrides)
+            validate_spec(spec)
+        except SpecError as exc:
+            failures.append(exc if exc.source else SpecError(exc.problems, source=str(source)))
+            continue
+        documents.append(spec.document())
+    if failures:
+        raise failures[0] if len(failures) == 1 else _combined(failures)
+    store = open_store(settings)
+    jobs = store.add_jobs(documents, priority=priority, max_attempts=settings.max_attempts)
+    if dispatch:
+        _dispatch(store, [job.id for job in jobs], settings)
+    return jobs
+
+
+def jobs(state: JobState | str | None = None, limit: int | None = None, *, settings: Settings | None = None) -> list[JobRecord]:
+    """Jobs, newest first; only those in ``state`` if given, at most ``limit`` if given."""
+    if state is not None:
+        state = _state(state)
+    return open_store(settings).list_jobs(state=state, limit=limit)
+
+
+def show(job_id: int | str, *, settings: Settings | None = None) -> dict[str, Any]:
+    """Everything about one job, as the JSON object ``trainyard show --json`` prints."""
+    store = open_store(settings)
+    job = store.get_job(parse_job_id(job_id))
+    return job_document(job, store.epochs(job.id))
+
+
+def cancel(job_ids: Iterable[int | str], *, settings: Settings | None = None) -> list[JobRecord]:
+    """Cancel jobs: queued ones at once, running ones by request (their worker stops them).
+
+    Every id is checked first: an unknown id or a job that already finished changes nothing.
+    """
+    store = open_store(settings)
+    ids = _ids(job_ids)
+    finished = [job for job in store.get_jobs(ids) if job.state.is_finished]
+    if finished:
+        raise InvalidTransition(
+            "only queued or running jobs can be cancelled: "
+            + ", ".join(f"job {job.id} is already {job.state}" for job in finished)
+        )
+    return [store.request_cancel(job_id) for job_id in ids]
+
+
+def retry(
+    job_ids: Iterable[int | str], dispatch: bool = True, *, settings: Settings | None = None
+) -> list[JobRecord]:
+    """Queue failed or cancelled jobs again, from scratch, and dispatch them.
+
+    Every id is checked first: an unknown id or a job that is not failed or cancelled changes nothing.
+    """
+    settings = settings or Settings.from_env()
+    store = open_store(settings)
+    ids = _ids(job_ids)
+    refused = [job for job in store.get_jobs(ids) if not job.state.can_retry]
+    if refused:
+        raise InvalidTransition(
+            "only failed or cancelled jobs can be retried: "
+            + ", ".join(f"job {job.id} is {job.state}" for job in refused)
+        )
+    retried = [store.retry(job_id) for job_id in ids]
+    if dispatch:
+        _dispatch(store, ids, settings)
+    return retried
+
+
+# ---------------------------------------------------------------- JSON documents
+
+
+def job_summary(job: JobRecord) -> dict[str, Any]:
+    """One job as a line of ``trainyard jobs --json``."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": job.state.value,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "epochs_done": job.epochs_done,
+        "epochs_total": job.epochs_total,
+        "val_mse": dict(job.val_mse),
+        "test_mse": dict(job.test_mse),
+        "error": job.error,
+        "cancel_requested": job.cancel_requested,
+        "created_at": _iso(job.created_at),
+        "updated_at": _iso(job.updated_at),
+    }
+
+
+def job_document(job: JobRecord, epochs: Sequence[EpochRecord]) -> dict[str, Any]:
+    """Everything about one job: the object ``trainyard show --json`` prints."""
+    return {
+        **job_summary(job),
+        "epochs": [
+            {
+                "epoch": e.epoch,
+                "loss": e.loss,
+                "val_loss": e.val_loss,
+                "val_mse": e.val_mse,
+                "outputs": e.outputs,
+                "recorded_at": _iso(e.recorded_at),
+            }
+            for e in epochs
+        ],
+        "model_path": job.model_path,
+        "lease_owner": job.lease_owner,
+        "lease_expires_at": _iso(job.lease_expires_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "dispatched_at": _iso(job.dispatched_at),
+        "spec_id": job.spec_id,
+        "spec_hash": job.spec_hash,
+        "spec": job.spec_document,
+    }
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _dispatch(store: Store, ids: list[int], settings: Settings) -> None:
+    from trainyard.worker.dispatch import dispatch
+
+    try:
+        dispatch(ids, settings, store=store)
+    except BrokerError as exc:
+        listed = ", ".join(map(str, ids))
+        raise BrokerError(
+            f"job(s) {listed} are queued in the store but could not be dispatched ({exc}); "
+            "a worker's reconciler dispatches them once the broker is reachable"
+        ) from exc
+
+
+def _ids(job_ids: Iterable[int | str]) -> list[int]:
+    ids = [parse_job_id(value) for value in ([job_ids] if isinstance(job_ids, (int, str)) else job_ids)]
+    return list(dict.fromkeys(ids))  # a job named twice is handled once
+
+
+def _state(value: JobState | str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in JobState)
+        raise TrainyardError(f"unknown job state {value!r}; expected one of {choices}") from None
+
+
+def _combined(failures: list[SpecError]) -> SpecError:
+    problems = [
+        Problem(f"{failure.source}: {problem.path}" if problem.path else str(failure.source), problem.message)
+        for failure in failures
+        for problem in failure.problems
+    ]
+    return SpecError(problems)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
