@@ -1,0 +1,148 @@
+"""The reconciler: the store is the truth, the broker only carries slots; this keeps them in step.
+
+One pass (:func:`reconcile`):
+
+1. jobs whose lease expired (their worker died: SIGKILL, power loss, lost network) are queued
+   again, or end ``failed`` once they used ``max_attempts`` (``Store.requeue_expired``);
+2. the queued jobs are compared with the messages waiting in the broker queue, and the missing
+   messages are sent (``dispatch``), oldest-dispatched jobs first, skipping jobs dispatched less
+   than ``REDISPATCH_GRACE_SECONDS`` ago (their message may be on its way to a worker). Since a
+   message is a slot (docs/architecture.md), an extra message is harmless and a missing one is
+   what loses jobs, so "at least as many messages as queued jobs" is the whole invariant. A Redis
+   ``FLUSHALL``, a broker restart, or the embedded broker's lost in-flight message of a killed
+   worker all heal here.
+
+Where it runs (the choice): in a daemon thread of every worker's parent process, every
+``settings.reconcile_seconds`` (:mod:`trainyard.worker.node`), so a deployment with workers needs
+nothing more; and as ``trainyard reconcile [--loop]`` for operators (or a cron job). Passes from
+several workers may overlap: the store's conditional updates keep ``requeue_expired`` race-free,
+and overlapping re-dispatches only add harmless extra slots.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from trainyard import defaults
+from trainyard.config import Settings
+from trainyard.db.records import JobRecord, JobState
+from trainyard.errors import BrokerError
+
+if TYPE_CHECKING:
+    from trainyard.db import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one reconciler pass did."""
+
+    requeued: tuple[int, ...] = ()  # expired leases queued again
+    failed: tuple[int, ...] = ()  # expired leases with no attempt left
+    cancelled: tuple[int, ...] = ()  # expired leases of jobs whose cancel was requested
+    queued: int = 0  # queued jobs in the store after step 1
+    in_broker: int | None = None  # messages waiting in the broker queue (None: broker unreachable)
+    redispatched: tuple[int, ...] = ()
+    broker_error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.requeued or self.failed or self.cancelled or self.redispatched)
+
+    def __str__(self) -> str:
+        parts = [f"{self.queued} queued", f"{'?' if self.in_broker is None else self.in_broker} in broker"]
+        for label, ids in (
+            ("requeued", self.requeued),
+            ("failed", self.failed),
+            ("cancelled", self.cancelled),
+            ("re-dispatched", self.redispatched),
+        ):
+            if ids:
+                parts.append(f"{label} {', '.join(map(str, ids))}")
+        if self.broker_error:
+            parts.append(self.broker_error)
+        return "; ".join(parts)
+
+
+def _dispatch_order(job: JobRecord) -> tuple[int, datetime, int]:
+    # Never-dispatched jobs first (requeued ones have dispatched_at cleared), then oldest dispatch.
+    when = job.dispatched_at or job.created_at
+    return (0 if job.dispatched_at is None else 1, when, job.id)
+
+
+def reconcile(
+    store: Store,
+    settings: Settings | None = None,
+    *,
+    now: datetime | None = None,
+    grace_seconds: float = defaults.REDISPATCH_GRACE_SECONDS,
+) -> Report:
+    """One pass: requeue or fail expired leases, then send the broker messages queued jobs lack."""
+    from trainyard.worker.broker import queue_size
+    from trainyard.worker.dispatch import dispatch
+
+    settings = settings or Settings.from_env()
+    now = now or datetime.now(timezone.utc)
+    changed = store.requeue_expired(now)
+    requeued = tuple(j.id for j in changed if j.state is JobState.QUEUED)
+    failed = tuple(j.id for j in changed if j.state is JobState.FAILED)
+    cancelled = tuple(j.id for j in changed if j.state is JobState.CANCELLED)
+    queued = store.list_jobs(state=JobState.QUEUED)
+    base = Report(requeued=requeued, failed=failed, cancelled=cancelled, queued=len(queued))
+    if not queued and not changed:
+        return base
+    try:
+        waiting = queue_size(settings)
+    except BrokerError as exc:
+        return replace(base, broker_error=str(exc))
+    missing = len(queued) - waiting
+    chosen: list[int] = []
+    if missing > 0:
+        cutoff = now - timedelta(seconds=grace_seconds)
+        due = sorted(
+            (j for j in queued if j.dispatched_at is None or _aware(j.dispatched_at) <= cutoff),
+            key=_dispatch_order,
+        )
+        chosen = [j.id for j in due[:missing]]
+        if chosen:
+            try:
+                dispatch(chosen, settings, store=store)
+            except BrokerError as exc:
+                return replace(base, in_broker=waiting, broker_error=str(exc))
+    report = replace(base, in_broker=waiting, redispatched=tuple(chosen))
+    if report.changed:
+        log.info("reconciler: %s", report)
+    return report
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def run_forever(
+    store: Store,
+    settings: Settings,
+    stop: threading.Event,
+    interval: float | None = None,
+    on_report: object = None,
+) -> None:
+    """Reconcile every ``interval`` seconds (default ``settings.reconcile_seconds``) until ``stop`` is set.
+
+    Errors of one pass (store or broker down) are logged and the loop carries on.
+    """
+    period = interval if interval is not None else settings.reconcile_seconds
+    while True:
+        try:
+            report = reconcile(store, settings)
+            if callable(on_report):
+                on_report(report)
+        except Exception:  # keep the loop alive whatever one pass hit; the next pass retries
+            log.exception("reconciler pass failed")
+        if stop.wait(period):
+            return

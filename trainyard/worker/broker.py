@@ -1,0 +1,170 @@
+"""The message broker: which transport a broker URL means, how to reach it, how many slots wait in it.
+
+Two kinds of broker are supported:
+
+* Redis (``redis://[:password@]host:port/db``, ``rediss://`` for TLS) for real deployments. Its
+  ``visibility_timeout`` is set far above any training: the store's lease, not Redis redelivery,
+  decides when a job runs again (``docs/architecture.md``, *Broker messages*).
+* The embedded broker (``sqla+sqlite:///$TRAINYARD_HOME/broker.sqlite``, the default): kombu's
+  SQLAlchemy transport on a SQLite file, so one desktop needs no server. It has no broadcast
+  (``celery inspect`` and remote control do not work on it) and loses the in-flight message of a
+  worker killed with SIGKILL; the reconciler re-dispatches such jobs.
+
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import kombu
+from kombu.transport import sqlalchemy as kombu_sqla
+
+from trainyard import defaults
+from trainyard.config import Settings, redact_url
+from trainyard.errors import BrokerError
+
+#: Redis redelivers an unacknowledged message after this many seconds; a week, far above any
+#: training, so a long job is never started twice by Redis (PITFALLS: celery#5935).
+REDIS_VISIBILITY_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+#: Seconds to wait for a broker connection before reporting it unreachable.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+EMBEDDED_TRANSPORT = "trainyard.worker.broker:EmbeddedTransport"
+
+
+class _EmbeddedChannel(kombu_sqla.Channel):
+    """kombu's SQLAlchemy channel, with SQLite tuned for several processes (WAL, busy timeout)."""
+
+    def _engine_from_config(self):  # type: ignore[no-untyped-def]
+        import sqlalchemy as sa
+
+        url = self.connection.client.hostname
+        database = sa.engine.make_url(url).database
+        if url.startswith("sqlite") and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)  # the broker file's folder
+        engine = sa.create_engine(
+            url, connect_args={"timeout": defaults.SQLITE_BUSY_TIMEOUT_SECONDS}
+        )
+        if url.startswith("sqlite"):
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.close()
+
+        return engine
+
+
+class EmbeddedTransport(kombu_sqla.Transport):
+    """The embedded broker: kombu's SQLAlchemy transport polling every EMBEDDED_BROKER_POLLING_SECONDS.
+
+    kombu passes every transport option to ``create_engine``, so the polling interval cannot be
+    given as an option; it is a class attribute here instead.
+    """
+
+    Channel = _EmbeddedChannel
+    polling_interval = defaults.EMBEDDED_BROKER_POLLING_SECONDS
+
+
+def is_embedded(broker_url: str) -> bool:
+    """True for the SQLAlchemy-transport URLs (``sqla+...``, ``sqlalchemy+...``)."""
+    return broker_url.startswith(("sqla+", "sqlalchemy+"))
+
+
+def _embedded_target(broker_url: str) -> str:
+    return broker_url.split("+", 1)[1]
+
+
+def _redis_ssl(broker_url: str) -> dict[str, Any] | None:
+    """TLS options for ``rediss://``: verify the server unless the URL says otherwise (``?ssl_cert_reqs=``)."""
+    parts = urlsplit(broker_url)
+    if parts.scheme != "rediss":
+        return None
+    if any(key.startswith("ssl_") for key in parse_qs(parts.query)):
+        return None  # kombu reads the ssl_* query parameters itself
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def celery_conf(broker_url: str) -> dict[str, Any]:
+    """The broker part of the Celery configuration for ``broker_url``."""
+    if is_embedded(broker_url):
+        return {
+            "broker_url": _embedded_target(broker_url),
+            "broker_transport": EMBEDDED_TRANSPORT,
+            "broker_transport_options": {},
+            "broker_use_ssl": None,
+        }
+    options: dict[str, Any] = {}
+    if urlsplit(broker_url).scheme in ("redis", "rediss"):
+        options = {
+            "visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS,
+            "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        }
+    return {
+        "broker_url": broker_url,
+        "broker_transport": None,
+        "broker_transport_options": options,
+        "broker_use_ssl": _redis_ssl(broker_url),
+    }
+
+
+def connection(broker_url: str) -> kombu.Connection:
+    """A (lazy) kombu connection to ``broker_url`` configured exactly as the workers' is."""
+    conf = celery_conf(broker_url)
+    return kombu.Connection(
+        conf["broker_url"],
+        transport=conf["broker_transport"],
+        transport_options=dict(conf["broker_transport_options"]),
+        ssl=conf["broker_use_ssl"] or False,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+
+
+def unreachable(settings: Settings, exc: BaseException) -> BrokerError:
+    """The error users see when the broker cannot be used: names it (password redacted) and the cause."""
+    return BrokerError(f"broker {redact_url(settings.broker_url)} is unreachable: {exc}")
+
+
+def check_broker(settings: Settings | None = None) -> None:
+    """Raise :class:`BrokerError` unless the broker answers (within CONNECT_TIMEOUT_SECONDS)."""
+    settings = settings or Settings.from_env()
+    try:
+        with connection(settings.broker_url) as conn:
+            conn.ensure_connection(max_retries=1, timeout=CONNECT_TIMEOUT_SECONDS)
+            with conn.channel() as channel:
+                channel.queue_declare(defaults.QUEUE, durable=True, auto_delete=False)
+    except Exception as exc:  # kombu raises transport-specific errors; all mean the same here
+        raise unreachable(settings, exc) from exc
+
+
+def queue_size(settings: Settings | None = None, queue: str = defaults.QUEUE) -> int:
+    """Messages waiting in ``queue`` (not those already delivered to a worker).
+
+    Redis counts its lists; the embedded broker counts its visible rows. A queue that does not
+    exist yet holds 0 messages.
+    """
+    settings = settings or Settings.from_env()
+    try:
+        with connection(settings.broker_url) as conn:
+            conn.ensure_connection(max_retries=1, timeout=CONNECT_TIMEOUT_SECONDS)
+            with conn.channel() as channel:
+                _name, count, _consumers = channel.queue_declare(
+                    queue, durable=True, auto_delete=False, passive=True
+                )
+                return int(count)
+    except Exception as exc:
+        if _is_missing_queue(exc):
+            return 0
+        raise unreachable(settings, exc) from exc
+
+
+def _is_missing_queue(exc: BaseException) -> bool:
+    from kombu.exceptions import ChannelError
+
+    return isinstance(exc, ChannelError) and "NOT_FOUND" in str(exc).upper()

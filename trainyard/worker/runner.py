@@ -1,0 +1,295 @@
+"""Training one claimed job inside a pool child: the body of the ``trainyard.train_next`` task.
+
+Plain functions over a :class:`~trainyard.db.Store` and :class:`~trainyard.config.Settings`, so
+they run (and are tested) without Celery too. The life of a job here:
+
+1. claim the best queued job with a lease (nothing to claim: a duplicate or stale message, return);
+2. check its data is where it was and unchanged since submit (else ``failed``, never a retry loop);
+3. train it, renewing the lease by heartbeat; each epoch's metrics go to the store as it ends;
+4. end it: ``succeeded`` with the test MSE and the ``.keras`` model under the artifact root;
+   ``failed`` with the reason (NaN loss names the epoch); ``cancelled`` on request; handed back
+   (``release``, plus a fresh message) on worker shutdown; nothing at all if the lease was lost.
+
+A crash anywhere leaves the lease to expire; the reconciler queues the job again and the next
+attempt resumes from the last completed epoch (``backup_dir``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from trainyard.config import Settings
+from trainyard.db.records import JobRecord, JobState
+from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
+from trainyard.worker.lease import Lease
+
+if TYPE_CHECKING:
+    from trainyard.db import Store
+
+log = logging.getLogger(__name__)
+
+#: Key of the spec document under which ``submit`` stores the data fingerprint taken at submit.
+FINGERPRINT_KEY = "data_fingerprint"
+
+
+def forget_store() -> None:
+    """Called in a fresh pool child: nothing to do today (the store drops inherited connections
+    itself at fork), kept as the one place a child resets per-process state."""
+
+
+def owner_name(node: str) -> str:
+    """The lease owner of this process: the Celery node name and the pid (unique per process)."""
+    return f"{node}/{os.getpid()}"
+
+
+def job_dir(settings: Settings, job_id: int) -> Path:
+    """Where a job's files live: ``<artifact_root>/jobs/<id>``."""
+    return settings.artifact_root / "jobs" / str(job_id)
+
+
+def model_path(settings: Settings, job_id: int) -> Path:
+    """The final model of a job: ``<artifact_root>/jobs/<id>/model.keras``."""
+    return job_dir(settings, job_id) / "model.keras"
+
+
+def backup_dir(settings: Settings, job_id: int) -> Path:
+    """The job's ``BackupAndRestore`` folder, shared by its attempts so a retry resumes."""
+    return job_dir(settings, job_id) / "backup"
+
+
+@dataclass
+class StoreSink:
+    """The training core's sink: epochs to the store, and the stop signal at each batch boundary."""
+
+    store: Store
+    job_id: int
+    owner: str
+    lease: Lease
+    handback: Any = None  # callable -> bool: the worker is shutting down
+    terminated: bool = False  # SIGTERM reached this very process
+
+    def on_epoch(self, metrics: Any) -> None:
+        if self.lease.lost:
+            return
+        from trainyard.db.store import LeaseLost
+
+        try:
+            self.store.record_epoch(self.job_id, self.owner, metrics)
+        except LeaseLost as exc:
+            self.lease.mark_lost(str(exc))
+
+    def handing_back(self) -> bool:
+        return self.terminated or bool(self.handback and self.handback())
+
+    def should_stop(self) -> bool:
+        return self.lease.lost or self.lease.cancel_requested or self.handing_back()
+
+
+def train_next(node: str, hint_job_id: int | None = None, settings: Settings | None = None) -> int | None:
+    """Claim the best queued job and train it to the end; return its id, or None if none was queued."""
+    from trainyard.db import Store
+
+    settings = settings or Settings.from_env()
+    store = Store.open(settings.db_url)
+    owner = owner_name(node)
+    job = store.claim_next(owner, settings.lease_seconds)
+    if job is None:
+        log.info("nothing to claim for message (hint job %s): duplicate or already trained", hint_job_id)
+        return None
+    log.info("job %s (%s): claimed by %s, attempt %s of %s", job.id, job.name, owner, job.attempts, job.max_attempts)
+    run_job(store, job, owner, settings)
+    return job.id
+
+
+def run_job(store: Store, job: JobRecord, owner: str, settings: Settings, *, strategy: Any = None) -> JobState | None:
+    """Train a job ``owner`` has claimed and record how it ended; returns the state written (None if
+    the lease was lost or the job handed back)."""
+    lease = Lease(store, job.id, owner, settings.lease_seconds, settings.heartbeat_seconds).start()
+    from trainyard.worker import child
+
+    sink = StoreSink(store, job.id, owner, lease, handback=child.handback_requested)
+    previous = _catch_sigterm(sink)
+    try:
+        return _run(store, job, owner, settings, sink, strategy)
+    finally:
+        _restore_sigterm(previous)
+        lease.stop()
+
+
+def _run(
+    store: Store, job: JobRecord, owner: str, settings: Settings, sink: StoreSink, strategy: Any
+) -> JobState | None:
+    from trainyard.db.store import LeaseLost
+
+    lease = sink.lease
+    target = model_path(settings, job.id)
+    # Each attempt writes its own file, renamed over model.keras only once it succeeded: a worker
+    # that lost its lease never overwrites the model of the attempt that replaced it.
+    partial = target.with_name(f"attempt-{_slug(owner)}-{job.attempts}.keras")
+    try:
+        spec = prepare_spec(store, job, settings)
+        if strategy is None:
+            from trainyard.worker import child
+
+            strategy = child.strategy()
+        from trainyard import training
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result = training.train(
+            spec, sink, model_path=partial, backup_dir=backup_dir(settings, job.id), strategy=strategy
+        )
+    except Cancelled:
+        state = _stopped(store, job, owner, settings, sink)
+        _discard(partial)
+        return state
+    except TrainyardError as exc:
+        _discard(partial)
+        if lease.lost:
+            return None
+        if sink.handing_back() and not isinstance(exc, DataError):
+            return _hand_back(store, job, owner, settings)
+        return _end(store, job, owner, JobState.FAILED, error=str(exc))
+    except Exception as exc:  # a bug or a TensorFlow error (out of memory...): fail the job, keep the worker
+        _discard(partial)
+        log.exception("job %s: training crashed", job.id)
+        if lease.lost:
+            return None
+        return _end(store, job, owner, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
+    if lease.lost:
+        _discard(partial)
+        return None
+    lease.stop()
+    os.replace(partial, target)
+    try:
+        return _end(
+            store,
+            job,
+            owner,
+            JobState.SUCCEEDED,
+            test_mse=dict(result.test_mse or {}),
+            val_mse=dict(result.val_mse or {}),
+            model_path=str(target),
+        )
+    except LeaseLost as exc:
+        log.warning("job %s: finished training but %s", job.id, exc)
+        return None
+
+
+def _stopped(store: Store, job: JobRecord, owner: str, settings: Settings, sink: StoreSink) -> JobState | None:
+    """Training stopped at a batch boundary: lost lease, user cancel, or shutdown (in that order)."""
+    if sink.lease.lost:
+        log.info("job %s: stopped, lease lost; nothing more written", job.id)
+        return None
+    if sink.lease.cancel_requested:
+        return _end(store, job, owner, JobState.CANCELLED, error="cancelled on request")
+    return _hand_back(store, job, owner, settings)
+
+
+def _hand_back(store: Store, job: JobRecord, owner: str, settings: Settings) -> JobState | None:
+    """Worker shutdown: give the job back to the queue (no attempt used) and send a fresh slot for it."""
+    from trainyard.db.store import LeaseLost
+    from trainyard.worker.dispatch import dispatch
+
+    try:
+        released = store.release(job.id, owner)
+    except LeaseLost as exc:
+        log.warning("job %s: could not hand back: %s", job.id, exc)
+        return None
+    log.info("job %s: handed back (worker shutting down), now %s", job.id, released.state)
+    if released.state is JobState.QUEUED:
+        try:
+            dispatch([job.id], settings, store=store)
+        except TrainyardError as exc:  # the reconciler sends it later
+            log.warning("job %s: handed back but not re-dispatched: %s", job.id, exc)
+        return None
+    return released.state
+
+
+def _end(store: Store, job: JobRecord, owner: str, state: JobState, **fields: Any) -> JobState | None:
+    from trainyard.db.store import LeaseLost
+
+    try:
+        record = store.finish(job.id, owner, state, **fields)
+    except LeaseLost as exc:
+        log.warning("job %s: could not record %s: %s", job.id, state, exc)
+        return None
+    if state is JobState.SUCCEEDED:
+        log.info("job %s (%s): succeeded, test MSE %s", job.id, job.name, record.test_mse)
+    else:
+        log.info("job %s (%s): %s: %s", job.id, job.name, state, record.error)
+    return state
+
+
+def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
+    """The job's spec, once its data is checked: inside TRAINYARD_DATA_ROOTS (when set) and
+    unchanged since submit. Raises :class:`DataError` (the job fails, it is not retried)."""
+    from trainyard.specs import JobSpec, data_fingerprint, data_paths
+
+    document = job.spec_document
+    if document is None:
+        document = store.get_job(job.id).spec_document or {}
+    document = dict(document)
+    submitted_fingerprint = document.pop(FINGERPRINT_KEY, None)
+    spec = JobSpec.from_document(document)
+    check_data_roots(data_paths(spec), settings)
+    if submitted_fingerprint is not None:
+        current = data_fingerprint(spec)  # DataError naming the file if it disappeared
+        if current != submitted_fingerprint:
+            files = ", ".join(str(p) for p in data_paths(spec)) or str(spec.data.source)
+            raise DataError(Problem("data", f"changed since submit ({files}); resubmit the spec to train on the new data"))
+    return spec
+
+
+def check_data_roots(paths: list[Path], settings: Settings) -> None:
+    """Refuse data files outside ``TRAINYARD_DATA_ROOTS`` when the worker's environment sets it."""
+    if not settings.data_roots:
+        return
+    roots = [root.resolve() for root in settings.data_roots]
+    for path in paths:
+        resolved = Path(path).resolve()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            allowed = os.pathsep.join(str(r) for r in roots)
+            raise DataError(Problem("data", f"{resolved} is outside TRAINYARD_DATA_ROOTS ({allowed})"))
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _slug(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()[:10]
+
+
+def _catch_sigterm(sink: StoreSink) -> Any:
+    """While a job trains, SIGTERM to this process (systemd stopping the whole group) hands it back."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _on_term(_signum: int, _frame: FrameType | None) -> None:
+        sink.terminated = True
+
+    try:
+        return signal.signal(signal.SIGTERM, _on_term)
+    except ValueError:
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
+
+
+def host_name() -> str:
+    return socket.gethostname()
