@@ -152,3 +152,14 @@ def test_reading_needs_no_write_lock_on_sqlite(tmp_path: Path, busy_store: dict,
     finally:
         writer.close()
     assert snapshot.count(JobState.QUEUED) == 3
+
+
+def test_jobs_of_a_worker_with_several_pool_processes_are_attributed_to_it(store: Store):
+    first, second, _ = store.add_jobs([spec_doc("a", 3), spec_doc("b", 3), spec_doc("c", 3)])
+    store.claim_next("celery@box/101")
+    store.claim_next("celery@box/102")
+    store.worker_heartbeat("celery@box", "box", ["/cpu:0"], WorkerState.BUSY, first.id)  # names one job only
+    snapshot = read_snapshot(store)
+    assert {r.job.id: r.worker for r in snapshot.running} == {first.id: "celery@box", second.id: "celery@box"}
+    row = next(line for line in print_to_text(render(snapshot, utcnow(), 160), 160).splitlines() if "celery@box " in line)
+    assert f"#{first.id}, #{second.id}" in row

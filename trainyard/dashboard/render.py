@@ -24,7 +24,7 @@ from trainyard.dashboard.snapshot import (
     job_duration,
     seconds_between,
 )
-from trainyard.db.records import JobRecord, JobState, WorkerRecord
+from trainyard.db.records import JobRecord, JobState, WorkerRecord, WorkerState
 
 #: Below this many columns the running and finished jobs are stacked instead of tabulated.
 NARROW_WIDTH = 120
@@ -169,7 +169,7 @@ def _workers(snapshot: Snapshot, now: datetime, narrow: bool) -> RenderableType:
     table.add_column("Job", no_wrap=True, overflow="ellipsis", min_width=4)
     table.add_column("Heartbeat", no_wrap=True, min_width=9)
     for worker in snapshot.workers:
-        job = f"#{worker.current_job_id}" if worker.current_job_id is not None else "–"
+        job = ", ".join(f"#{job_id}" for job_id in _jobs_of(worker, snapshot)) or "–"
         state = _worker_state(worker, now)
         heartbeat = Text(_ago(worker.last_heartbeat, now), style="red" if is_lost(worker, now) else "")
         if narrow:
@@ -186,6 +186,15 @@ def progress_bar(done: int, total: int, width: int) -> Text:
     bar = Text("━" * filled, style="cyan")
     bar.append("─" * (width - filled), style="dim")
     return bar
+
+
+def _jobs_of(worker: WorkerRecord, snapshot: Snapshot) -> list[int]:
+    """The jobs a worker trains: the one its heartbeat names and the running ones attributed to it
+    (a worker with several pool processes trains several jobs at once)."""
+    ids = {r.job.id for r in snapshot.running if r.worker == worker.name}
+    if worker.current_job_id is not None and worker.state is not WorkerState.STOPPED:
+        ids.add(worker.current_job_id)
+    return sorted(ids)
 
 
 def _progress(running: RunningJob, bar_width: int) -> Text:

@@ -215,23 +215,29 @@ def read_snapshot(
         max_running=max_running,
         workers_since=now - timedelta(seconds=FORGET_WORKERS_AFTER_SECONDS),
     )
-    training = {
-        w.current_job_id: w.name
-        for w in rows.workers
-        if w.current_job_id is not None and w.state is not WorkerState.STOPPED
-    }
     return Snapshot(
         taken_at=now,
         source=store.name,
         counts=rows.counts,
         oldest_queued_at=rows.oldest_queued_at,
         workers=rows.workers,
-        running=tuple(
-            RunningJob(job, rows.epochs.get(job.id, ()), training.get(job.id) or job.lease_owner)
-            for job in rows.running
-        ),
+        running=tuple(RunningJob(job, rows.epochs.get(job.id, ()), _worker_of(job, rows.workers)) for job in rows.running),
         recent=rows.recent,
     )
+
+
+def _worker_of(job: JobRecord, workers: tuple[WorkerRecord, ...]) -> str | None:
+    """The worker training ``job``: the one naming it in its heartbeat, or the one whose name starts
+    the lease owner (a worker's pool processes own leases as ``<worker name>/<pid>``)."""
+    for worker in workers:
+        if worker.current_job_id == job.id and worker.state is not WorkerState.STOPPED:
+            return worker.name
+    owner = job.lease_owner
+    if owner:
+        for worker in workers:
+            if owner == worker.name or owner.startswith(worker.name + "/"):
+                return worker.name
+    return owner
 
 
 def job_duration(job: JobRecord) -> float | None:
