@@ -3,8 +3,8 @@
 Every query here is bounded by what is on screen, never by the number of jobs in the store: the
 counts per state are one ``GROUP BY`` over the ``(state, ...)`` index, the oldest queued job and
 the recently finished jobs are index-ordered ``LIMIT`` queries, the running jobs are capped, and
-only the running jobs' epochs are read. Nothing is written (on SQLite the transaction is a plain
-deferred ``BEGIN``, so it never takes the write lock workers need).
+only the running jobs' epochs are read. Nothing is written: on SQLite the transaction is a plain
+deferred ``BEGIN`` (it never takes the write lock workers need), on PostgreSQL it is ``READ ONLY``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ def read_dashboard(
     ``workers_since``, at most ``max_running`` running jobs (oldest start first) with their epochs,
     and the ``recent`` most recently finished jobs (newest first)."""
     with store._session() as session:
+        if store.dialect == "postgresql":
+            # One consistent view for the whole frame (the counts agree with the lists), and a
+            # guarantee that the dashboard writes nothing. SQLite's read transaction is a snapshot already.
+            session.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         counts = dict.fromkeys(JobState, 0)
         for state, count in session.execute(sa.select(JobRow.state, sa.func.count()).group_by(JobRow.state)):
             counts[JobState(state)] = count
