@@ -29,6 +29,9 @@ from trainyard.db.records import JobRecord, JobState, WorkerRecord, WorkerState
 #: Below this many columns the running and finished jobs are stacked instead of tabulated.
 NARROW_WIDTH = 120
 
+#: Below this many columns the workers table drops the host and devices columns.
+WORKERS_NARROW_WIDTH = 80
+
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
 _STATE_STYLE = {
@@ -45,12 +48,11 @@ def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None
 
     ``problem`` (a store that stopped answering) is shown in red above a frame of the last snapshot.
     """
-    narrow = width < NARROW_WIDTH
     parts: list[RenderableType] = [_header(snapshot, now)]
     if problem:
         parts.append(Text(f"⚠ {problem} (showing the last frame, retrying)", style="bold red"))
     parts.append(_queue(snapshot, now))
-    parts.append(_workers(snapshot, now, narrow))
+    parts.append(_workers(snapshot, now, narrow=width < WORKERS_NARROW_WIDTH))
     parts.append(_running(snapshot, now, width))
     parts.append(_recent(snapshot, now, width))
     return Group(*parts)
