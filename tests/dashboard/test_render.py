@@ -10,7 +10,7 @@ from dashboard_builders import NOW, ago, make_epochs, make_job
 
 from trainyard.dashboard.render import NARROW_WIDTH, format_duration, format_mse, progress_bar, sparkline
 from trainyard.dashboard.snapshot import RunningJob, Snapshot
-from trainyard.db.records import JobState, WorkerRecord, WorkerState
+from trainyard.db.records import EpochRecord, JobState, WorkerRecord, WorkerState
 
 
 def line_with(text: str, needle: str) -> str:
@@ -146,3 +146,19 @@ def test_number_formats():
     assert [format_duration(s) for s in (0, 42, 185, 7620, 273600)] == ["0s", "42s", "3m05s", "2h07m", "3d04h"]
     assert progress_bar(7, 20, 10).plain == "━━━━──────"
     assert progress_bar(25, 20, 4).plain == "━━━━" and progress_bar(0, 0, 4).plain == "────"
+
+
+def test_eta_of_a_resumed_job_ignores_the_epochs_of_its_earlier_run():
+    # epochs 1-3 ran an hour ago on a worker that was lost; the job restarted 50 s ago and has
+    # done epochs 4 and 5 since, 20 s apart
+    earlier = make_epochs(9, {"y": [4.0, 3.0, 2.0]}, first_at=3600, seconds_each=10)
+    since = tuple(
+        EpochRecord(9, epoch, 1.0, 1.1, {"y": {"loss": 1.0, "val_mse": 1.1}}, ago(seconds))
+        for epoch, seconds in ((4, 40), (5, 20))
+    )
+    job = make_job(9, "m", JobState.RUNNING, attempts=2, epochs_total=10, epochs_done=5, started_at=ago(50))
+    resumed = RunningJob(job, earlier + since)
+    assert resumed.seconds_per_epoch() == pytest.approx(20.0)
+    assert resumed.eta_seconds(NOW) == pytest.approx(5 * 20 - 20)
+    only_one = RunningJob(job, earlier + since[:1])
+    assert only_one.seconds_per_epoch() == pytest.approx(10.0)  # epoch 4 ended 10 s after the restart

@@ -87,15 +87,18 @@ class RunningJob:
         return max(self.job.epochs_done, self.epochs[-1].epoch if self.epochs else 0)
 
     def seconds_per_epoch(self) -> float | None:
-        """Average duration of an epoch, from the epochs' timestamps (``None`` before the first one)."""
-        if len(self.epochs) >= 2:
-            first, last = self.epochs[0], self.epochs[-1]
-            if last.epoch > first.epoch:
-                return max(0.0, seconds_between(first.recorded_at, last.recorded_at) / (last.epoch - first.epoch))
-        if self.epochs and self.job.started_at is not None:
-            only = self.epochs[-1]
-            done_this_run = only.epoch if self.job.attempts <= 1 else 1
-            return max(0.0, seconds_between(self.job.started_at, only.recorded_at) / max(1, done_this_run))
+        """Average duration of an epoch in the current run (``None`` before its first epoch).
+
+        Only epochs recorded since the job (re)started count: a job resumed after a lost worker
+        would otherwise count the time it spent waiting in the queue.
+        """
+        started = self.job.started_at
+        this_run = [e for e in self.epochs if started is None or seconds_between(started, e.recorded_at) >= 0]
+        if len(this_run) >= 2 and this_run[-1].epoch > this_run[0].epoch:
+            first, last = this_run[0], this_run[-1]
+            return max(0.0, seconds_between(first.recorded_at, last.recorded_at) / (last.epoch - first.epoch))
+        if this_run and started is not None:
+            return max(0.0, seconds_between(started, this_run[-1].recorded_at))
         return None
 
     def eta_seconds(self, now: datetime) -> float | None:
