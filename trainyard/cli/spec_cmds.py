@@ -1,7 +1,153 @@
-"""CLI commands (spec)."""
+"""``trainyard validate`` and ``trainyard train``: check specs and train them in this process."""
 
 from __future__ import annotations
 
-import click
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-COMMANDS: list[click.Command] = []
+import click
+from rich.console import Console
+from rich.table import Table
+
+from trainyard.errors import SpecError
+
+
+def _quiet_tensorflow() -> None:
+    """Hide TensorFlow's C++ info lines (must happen before TensorFlow is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.command("validate")
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a field, e.g. training.epochs=5.")
+def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
+    """Check SPEC files (schema, layer graph, data, Keras shapes) and print each model's layers.
+
+    Exits 0 when every spec is valid; otherwise prints every problem of every file and exits 2.
+    """
+    _quiet_tensorflow()
+    from trainyard.specs import load_spec, validate_spec
+
+    out = Console()
+    err = Console(stderr=True)
+    failed = 0
+    for path in specs:
+        try:
+            spec = load_spec(path, overrides=overrides)
+            summary = validate_spec(spec)
+        except SpecError as exc:
+            failed += 1
+            err.print(f"[bold red]{path}[/]: {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}", highlight=False)
+            for problem in exc.problems:
+                err.print(f"  {problem}", highlight=False, markup=False)
+            continue
+        table = Table(title=f"{path}: {summary.name}", title_justify="left")
+        table.add_column("layer")
+        table.add_column("type")
+        table.add_column("output shape")
+        table.add_column("params", justify="right")
+        table.add_column("input")
+        for layer in summary.layers:
+            shape = "(" + ", ".join("None" if d is None else str(d) for d in layer.output_shape) + ")"
+            table.add_row(layer.name, layer.type, shape, f"{layer.params:,}", ", ".join(layer.inputs))
+        out.print(table)
+        out.print(
+            f"total params: {summary.total_params:,} (trainable {summary.trainable_params:,},"
+            f" non-trainable {summary.non_trainable_params:,})",
+            highlight=False,
+        )
+    if failed:
+        sys.exit(2)
+
+
+@click.command("train")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (val_mse, test_mse, epochs, model_path) on stdout.")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a field, e.g. training.epochs=5.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to save the .keras model.")
+def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_path: Path | None) -> None:
+    """Train SPEC in this process, with a progress bar per epoch, and save the model.
+
+    Prints the final validation and test MSE of every output; the model goes to --out, or by
+    default to $TRAINYARD_ARTIFACT_ROOT/local/<name>-<timestamp>.keras.
+    """
+    _quiet_tensorflow()
+    from trainyard.config import Settings
+    from trainyard.specs import load_spec
+    from trainyard.training import train
+
+    spec = load_spec(spec_path, overrides=overrides)
+    if out_path is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out_path = Settings.from_env().artifact_root / "local" / f"{spec.name}-{stamp}.keras"
+
+    err = Console(stderr=True)
+    with _Progress(err, spec.training.epochs, list(spec.outputs)) as sink:
+        result = train(spec, sink, model_path=out_path)
+
+    if as_json:
+        doc: dict[str, Any] = {
+            "name": spec.name,
+            "val_mse": result.val_mse,
+            "test_mse": result.test_mse,
+            "epochs": [m.as_dict() for m in result.epochs],
+            "model_path": str(result.model_path),
+        }
+        click.echo(json.dumps(doc))
+        return
+    out = Console()
+    table = Table(title=f"{spec.name}: final metrics", title_justify="left")
+    table.add_column("output")
+    table.add_column("validation MSE", justify="right")
+    table.add_column("test MSE", justify="right")
+    for name in spec.outputs:
+        test = result.test_mse.get(name) if result.test_mse else None
+        table.add_row(name, f"{result.val_mse[name]:.6g}", "-" if test is None else f"{test:.6g}")
+    out.print(table)
+    out.print(f"model saved to {result.model_path}", highlight=False)
+
+
+class _Progress:
+    """A training sink drawing one Rich progress bar per epoch, labelled with the epoch's val MSE."""
+
+    def __init__(self, console: Console, epochs: int, outputs: list[str]) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.epochs = epochs
+        self.outputs = outputs
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=console,
+            transient=False,
+        )
+        self.task: Any = None
+        self.task_epoch = 0
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_batch(self, epoch: int, step: int, steps: int) -> None:
+        if epoch != self.task_epoch:
+            self.task_epoch = epoch
+            self.task = self.progress.add_task(f"epoch {epoch}/{self.epochs}", total=steps, metrics="")
+        self.progress.update(self.task, completed=step)
+
+    def on_epoch(self, metrics: Any) -> None:
+        text = "  ".join(f"{name} val MSE {value:.5g}" for name, value in metrics.val_mse.items())
+        if self.task is not None and self.task_epoch == metrics.epoch:
+            self.progress.update(self.task, metrics=text)
+
+
+COMMANDS: list[click.Command] = [validate_cmd, train_cmd]

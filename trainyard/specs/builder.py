@@ -183,7 +183,9 @@ def check_optimizer(spec: JobSpec) -> list[Problem]:
 def summarize(spec: JobSpec, model: keras.Model) -> ModelSummary:
     """The layer table of a built model (shapes and parameter counts), detached from Keras."""
     layers = []
-    for layer in model.layers:
+    # inputs first, then Keras' topological order (which interleaves inputs where they are first used)
+    ordered = sorted(model.layers, key=lambda layer: type(layer).__name__ != "InputLayer")
+    for layer in ordered:
         inbound = []
         for node in getattr(layer, "_inbound_nodes", []):
             inbound += [t._keras_history.operation.name for t in node.input_tensors]
