@@ -1,7 +1,246 @@
-"""CLI commands (worker)."""
+"""``trainyard worker | run | reconcile``: training on this machine.
+
+``trainyard worker`` is the friendly face of ``celery -A trainyard.worker worker``: it finds the
+GPUs, chooses pool and concurrency, prints the choice and runs the Celery worker in this process
+(any extra arguments after ``--`` go to Celery). ``trainyard run SPEC...`` is the one-command local
+experience: submit, train with a background worker, watch, summarise.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from trainyard import defaults
+from trainyard.db.records import JobRecord, JobState
+
+_STATE_STYLE = {
+    JobState.QUEUED: "cyan",
+    JobState.RUNNING: "yellow",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "magenta",
+}
+
+#: Seconds between two refreshes of ``trainyard run``'s progress display.
+RUN_REFRESH_SECONDS = 0.5
+
+
+def _settings() -> Any:
+    from trainyard.config import Settings
+
+    return Settings.from_env()
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--name", "name", default="trainyard@%h", show_default=True, help="Celery node name; unique per worker (%h is the host name).")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Training processes (default: chosen from the GPUs and cores).")
+@click.option("--per-gpu", is_flag=True, help="One training process per GPU, each pinned with CUDA_VISIBLE_DEVICES (default: one process over all GPUs with MirroredStrategy).")
+@click.option("--loglevel", "-l", default="INFO", show_default=True, help="Celery log level.")
+@click.option("--dry-run", is_flag=True, help="Print what would run and exit.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- CELERY_ARGS...]")
+def worker(name: str, concurrency: int | None, per_gpu: bool, loglevel: str, dry_run: bool, celery_args: tuple[str, ...]) -> None:
+    """Run a worker here: claim queued jobs and train them until stopped (Ctrl-C or SIGTERM hands
+    a running job back to the queue)."""
+    from trainyard.config import redact_url
+    from trainyard.worker import devices
+    from trainyard.worker.broker import check_broker
+
+    settings = _settings()
+    plan = devices.plan_worker(devices.detect_gpus(), per_gpu=per_gpu, concurrency=concurrency)
+    if per_gpu and not plan.per_gpu:
+        click.echo("--per-gpu: fewer than two GPUs found, running one training process", err=True)
+    argv = [
+        "worker",
+        "-n",
+        name,
+        "-c",
+        str(plan.concurrency),
+        "-P",
+        plan.pool,
+        "-Q",
+        defaults.QUEUE,
+        "--loglevel",
+        loglevel,
+        *celery_args,
+    ]
+    click.echo(f"trainyard worker {name}: {plan.describe()}")
+    click.echo(f"  broker:    {redact_url(settings.broker_url)}")
+    click.echo(f"  store:     {redact_url(settings.db_url)}")
+    click.echo(f"  artifacts: {settings.artifact_root}")
+    click.echo(f"  celery:    celery -A trainyard.worker {' '.join(argv)}")
+    if dry_run:
+        return
+    check_broker(settings)
+    os.environ.update(plan.env)
+    from trainyard.worker import app
+
+    app.worker_main(argv)
+
+
+@click.command()
+@click.option("--loop", is_flag=True, help="Keep reconciling every --interval seconds until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=None, help="Seconds between passes (default TRAINYARD_RECONCILE_SECONDS or 10).")
+def reconcile(loop: bool, interval: float | None) -> None:
+    """Requeue jobs whose worker died and re-send broker messages that were lost.
+
+    Every worker already does this every few seconds; this command is for operators (or cron).
+    """
+    from trainyard.db import Store
+    from trainyard.scheduler.reconciler import reconcile as reconcile_once
+
+    settings = _settings()
+    store = Store.open(settings.db_url)
+    period = interval if interval is not None else settings.reconcile_seconds
+    while True:
+        report = reconcile_once(store, settings)
+        click.echo(str(report))
+        if report.broker_error and not loop:
+            from trainyard.errors import BrokerError
+
+            raise BrokerError(report.broker_error)
+        if not loop:
+            return
+        try:
+            time.sleep(period)
+        except KeyboardInterrupt:
+            return
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a spec field before validation (repeatable), e.g. training.epochs=5.")
+@click.option("--priority", type=int, default=defaults.PRIORITY, show_default=True, help="Higher runs first.")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Training processes of the local worker (default: chosen from the GPUs and cores).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Give up (exit 1) after this many seconds; the jobs stay queued.")
+def run(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, concurrency: int | None, timeout: float | None) -> None:
+    """Submit SPECs, train them here with a background worker, show progress, print a summary.
+
+    Exits 0 when every job succeeded, 1 otherwise. Ctrl-C stops the worker; the jobs stay queued.
+    """
+    from rich.console import Console
+
+    from trainyard.db import Store
+    from trainyard.scheduler import operations
+    from trainyard.worker import devices
+    from trainyard.worker.local import LocalWorker
+
+    settings = _settings()
+    settings.ensure_home()
+    console = Console(stderr=True, highlight=False)
+    plan = devices.plan_worker(devices.detect_gpus(), concurrency=concurrency)
+    name = f"run-{os.getpid()}@%h"
+    log_path = settings.home / "logs" / f"run-{os.getpid()}.log"
+    env = {**os.environ, **plan.env}
+    # Start the worker first: its TensorFlow import overlaps the validation of the specs.
+    local = LocalWorker(name, log_path, concurrency=min(plan.concurrency, max(1, len(specs))), env=env).start()
+    try:
+        jobs = operations.submit(list(specs), overrides=overrides, priority=priority, settings=settings)
+    except BaseException:
+        local.stop()
+        raise
+    console.print(f"queued {len(jobs)} job(s); local worker: {plan.describe()}; log: {log_path}")
+    store = Store.open(settings.db_url)
+    ids = [job.id for job in jobs]
+    try:
+        final = _watch(store, ids, local, console, timeout)
+    except KeyboardInterrupt:
+        console.print("stopping the worker (a running job is handed back)...")
+        local.stop()
+        waiting = [j.id for j in store.get_jobs(ids) if not j.state.is_finished]
+        console.print(
+            f"interrupted: job(s) {', '.join(map(str, waiting)) or '-'} stay queued; "
+            "`trainyard worker` trains them"
+        )
+        sys.exit(130)
+    stopped = local.stop()
+    Console(highlight=False).print(summary_table(final))
+    unfinished = [j for j in final if not j.state.is_finished]
+    if unfinished:
+        reason = "timed out" if local.alive() or stopped == 0 else f"the worker exited with status {stopped}"
+        console.print(f"[red]{reason}[/]; job(s) {', '.join(str(j.id) for j in unfinished)} stay queued")
+        if local.returncode() not in (None, 0):
+            console.print(local.log_tail())
+    sys.exit(0 if all(j.state is JobState.SUCCEEDED for j in final) else 1)
+
+
+def _watch(store: Any, ids: list[int], local: Any, console: Any, timeout: float | None) -> list[JobRecord]:
+    """Show live progress until every job finished, the worker died, or ``timeout`` passed."""
+    from rich.live import Live
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    jobs = store.get_jobs(ids)
+    with Live(progress_table(jobs), console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            jobs = store.get_jobs(ids)
+            live.update(progress_table(jobs))
+            if all(j.state.is_finished for j in jobs):
+                return jobs
+            if not local.alive():
+                return jobs
+            if deadline is not None and time.monotonic() >= deadline:
+                return jobs
+            time.sleep(RUN_REFRESH_SECONDS)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = int(width * done / total) if total else 0
+    return "█" * filled + "·" * (width - filled)
+
+
+def progress_table(jobs: Sequence[JobRecord]) -> Any:
+    """The live view of ``trainyard run``: one row per job with an epoch bar and the latest val MSE."""
+    from rich.table import Table
+
+    from trainyard.cli.jobs_cmds import format_mse
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("JOB", "NAME", "STATE", "EPOCHS", "", "VAL MSE"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            str(job.id),
+            job.name,
+            f"[{_STATE_STYLE[job.state]}]{job.state}[/]",
+            job.progress,
+            _bar(job.epochs_done, job.epochs_total),
+            format_mse(job.val_mse),
+        )
+    return table
+
+
+def summary_table(jobs: Sequence[JobRecord]) -> Any:
+    """The summary ``trainyard run`` prints: per job and output, the validation and test MSE."""
+    from rich.table import Table
+
+    table = Table(title="trainyard run", header_style="bold", title_justify="left")
+    for column, justify in (("JOB", "right"), ("NAME", "left"), ("STATE", "left"), ("OUTPUT", "left"),
+                            ("VAL MSE", "right"), ("TEST MSE", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for job in jobs:
+        outputs = list(dict.fromkeys([*job.val_mse, *job.test_mse])) or ["-"]
+        for i, output in enumerate(outputs):
+            first = i == 0
+            table.add_row(
+                str(job.id) if first else "",
+                job.name if first else "",
+                f"[{_STATE_STYLE[job.state]}]{job.state}[/]" if first else "",
+                output,
+                _num(job.val_mse.get(output)),
+                _num(job.test_mse.get(output)),
+            )
+        if job.error and job.state is not JobState.SUCCEEDED:
+            table.add_row("", "", "", f"[red]{job.error}[/]", "", "")
+    return table
+
+
+COMMANDS: list[click.Command] = [worker, run, reconcile]

@@ -16,6 +16,7 @@ Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import ssl
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,6 +27,9 @@ from kombu.transport import sqlalchemy as kombu_sqla
 from trainyard import defaults
 from trainyard.config import Settings, redact_url
 from trainyard.errors import BrokerError
+
+# kombu's SQLAlchemy models use lazy="noload", deprecated (not broken) in SQLAlchemy 2.1.
+warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
 
 #: Redis redelivers an unacknowledged message after this many seconds; a week, far above any
 #: training, so a long job is never started twice by Redis (PITFALLS: celery#5935).
@@ -136,7 +140,7 @@ def check_broker(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     try:
         with connection(settings.broker_url) as conn:
-            conn.ensure_connection(max_retries=1, timeout=CONNECT_TIMEOUT_SECONDS)
+            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=CONNECT_TIMEOUT_SECONDS)
             with conn.channel() as channel:
                 channel.queue_declare(defaults.QUEUE, durable=True, auto_delete=False)
     except Exception as exc:  # kombu raises transport-specific errors; all mean the same here
@@ -152,7 +156,7 @@ def queue_size(settings: Settings | None = None, queue: str = defaults.QUEUE) ->
     settings = settings or Settings.from_env()
     try:
         with connection(settings.broker_url) as conn:
-            conn.ensure_connection(max_retries=1, timeout=CONNECT_TIMEOUT_SECONDS)
+            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=CONNECT_TIMEOUT_SECONDS)
             with conn.channel() as channel:
                 _name, count, _consumers = channel.queue_declare(
                     queue, durable=True, auto_delete=False, passive=True

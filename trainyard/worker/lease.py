@@ -48,6 +48,8 @@ class Lease:
         self._lost.set()
 
     def start(self) -> Lease:
+        """Renew once now (a cancel requested before the job started is seen at once), then periodically."""
+        self.renew()
         self._thread.start()
         return self
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -144,6 +145,9 @@ def _run(
         from trainyard import training
 
         target.parent.mkdir(parents=True, exist_ok=True)
+        if job.epochs_done == 0:
+            # A first attempt, or a retry from scratch: never resume from an earlier run's backup.
+            _remove_tree(backup_dir(settings, job.id))
         result = training.train(
             spec, sink, model_path=partial, backup_dir=backup_dir(settings, job.id), strategy=strategy
         )
@@ -157,13 +161,15 @@ def _run(
             return None
         if sink.handing_back() and not isinstance(exc, DataError):
             return _hand_back(store, job, owner, settings)
-        return _end(store, job, owner, JobState.FAILED, error=str(exc))
+        return _end(store, job, owner, JobState.FAILED, settings, error=str(exc))
     except Exception as exc:  # a bug or a TensorFlow error (out of memory...): fail the job, keep the worker
         _discard(partial)
         log.exception("job %s: training crashed", job.id)
         if lease.lost:
             return None
-        return _end(store, job, owner, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return _end(store, job, owner, JobState.FAILED, settings, error=f"{type(exc).__name__}: {exc}")
+    if result.initial_epoch:
+        log.info("job %s: resumed after epoch %s", job.id, result.initial_epoch)
     if lease.lost:
         _discard(partial)
         return None
@@ -175,6 +181,7 @@ def _run(
             job,
             owner,
             JobState.SUCCEEDED,
+            settings,
             test_mse=dict(result.test_mse or {}),
             val_mse=dict(result.val_mse or {}),
             model_path=str(target),
@@ -190,7 +197,7 @@ def _stopped(store: Store, job: JobRecord, owner: str, settings: Settings, sink:
         log.info("job %s: stopped, lease lost; nothing more written", job.id)
         return None
     if sink.lease.cancel_requested:
-        return _end(store, job, owner, JobState.CANCELLED, error="cancelled on request")
+        return _end(store, job, owner, JobState.CANCELLED, settings, error="cancelled on request")
     return _hand_back(store, job, owner, settings)
 
 
@@ -211,10 +218,13 @@ def _hand_back(store: Store, job: JobRecord, owner: str, settings: Settings) -> 
         except TrainyardError as exc:  # the reconciler sends it later
             log.warning("job %s: handed back but not re-dispatched: %s", job.id, exc)
         return None
+    _remove_tree(backup_dir(settings, job.id))  # released as cancelled: finished
     return released.state
 
 
-def _end(store: Store, job: JobRecord, owner: str, state: JobState, **fields: Any) -> JobState | None:
+def _end(
+    store: Store, job: JobRecord, owner: str, state: JobState, settings: Settings, **fields: Any
+) -> JobState | None:
     from trainyard.db.store import LeaseLost
 
     try:
@@ -222,6 +232,7 @@ def _end(store: Store, job: JobRecord, owner: str, state: JobState, **fields: An
     except LeaseLost as exc:
         log.warning("job %s: could not record %s: %s", job.id, state, exc)
         return None
+    _remove_tree(backup_dir(settings, job.id))  # finished: a retry starts from scratch
     if state is JobState.SUCCEEDED:
         log.info("job %s (%s): succeeded, test MSE %s", job.id, job.name, record.test_mse)
     else:
@@ -266,6 +277,10 @@ def _discard(path: Path) -> None:
         path.unlink()
     except OSError:
         pass
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _slug(owner: str) -> str:

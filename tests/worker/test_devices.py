@@ -1,0 +1,71 @@
+"""GPU detection without TensorFlow, and the pool/concurrency a worker picks from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainyard.errors import TrainyardError
+from trainyard.worker.devices import Gpu, parse_nvidia_smi, plan_worker, visible
+
+NVIDIA_SMI = """\
+GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-11111111-aaaa-bbbb-cccc-000000000000)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-22222222-aaaa-bbbb-cccc-000000000000)
+  MIG 1g.5gb      Device  0: (UUID: MIG-33333333-aaaa-bbbb-cccc-000000000000)
+GPU 2: Tesla T4 (UUID: GPU-44444444-aaaa-bbbb-cccc-000000000000)
+"""
+
+
+def test_parse_nvidia_smi_lists_gpus_not_mig_slices() -> None:
+    gpus = parse_nvidia_smi(NVIDIA_SMI)
+    assert [(g.index, g.name) for g in gpus] == [
+        (0, "NVIDIA A100-SXM4-40GB"),
+        (1, "NVIDIA A100-SXM4-40GB"),
+        (2, "Tesla T4"),
+    ]
+    assert gpus[2].uuid == "GPU-44444444-aaaa-bbbb-cccc-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("cuda_visible", "expected"),
+    [
+        (None, [0, 1, 2]),
+        ("", []),
+        ("-1", []),
+        ("2,0", [2, 0]),
+        ("1,7,2", [1]),  # CUDA stops at the first invalid entry
+        ("GPU-4444", [2]),
+    ],
+)
+def test_cuda_visible_devices_filters_and_orders(cuda_visible: str | None, expected: list[int]) -> None:
+    assert [g.index for g in visible(parse_nvidia_smi(NVIDIA_SMI), cuda_visible)] == expected
+
+
+def test_cpu_host_uses_prefork_with_a_few_processes() -> None:
+    assert plan_worker([], cpu_count=2).concurrency == 1
+    plan = plan_worker([], cpu_count=32)
+    assert (plan.pool, plan.concurrency, plan.per_gpu) == ("prefork", 8, False)
+    assert "no GPU" in plan.describe()
+
+
+def test_several_gpus_default_to_one_mirrored_process_or_one_per_gpu() -> None:
+    gpus = [Gpu(0, "A100"), Gpu(1, "A100")]
+    mirrored = plan_worker(gpus, cpu_count=16)
+    assert (mirrored.concurrency, mirrored.per_gpu) == (1, False)
+    assert "MirroredStrategy" in mirrored.describe()
+    assert mirrored.env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    per_gpu = plan_worker(gpus, cpu_count=16, per_gpu=True)
+    assert (per_gpu.concurrency, per_gpu.per_gpu) == (2, True)
+    assert per_gpu.env["TRAINYARD_PIN_GPUS"] == "0,1"
+    assert "one training process per GPU" in per_gpu.describe()
+
+
+def test_one_gpu_trains_on_a_single_device_even_with_per_gpu() -> None:
+    plan = plan_worker([Gpu(0, "T4")], cpu_count=8, per_gpu=True)
+    assert (plan.concurrency, plan.per_gpu) == (1, False)
+    assert "single-device" in plan.describe()
+
+
+def test_concurrency_override_and_its_validation() -> None:
+    assert plan_worker([], cpu_count=2, concurrency=3).concurrency == 3
+    with pytest.raises(TrainyardError, match="received 0"):
+        plan_worker([], cpu_count=2, concurrency=0)
