@@ -94,13 +94,17 @@ class JobRow(Base):
     test_mse: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (
-        # claim_next: the best queued job (priority desc, then oldest).
-        sa.Index("ix_jobs_claim", "state", "priority", "created_at"),
         # the dashboard's "recently finished" and requeue_expired's scan of running jobs.
         sa.Index("ix_jobs_state_updated", "state", "updated_at"),
         sa.Index("ix_jobs_state_lease", "state", "lease_expires_at"),
+        # `trainyard jobs --state S`: the newest jobs in a state, without sorting all of them.
+        sa.Index("ix_jobs_state_id", "state", "id"),
         sa.Index("ix_jobs_spec_id", "spec_id"),
     )
+
+
+# claim_next: the best queued job (priority desc, then oldest) is the first entry of this index.
+sa.Index("ix_jobs_claim", JobRow.state, JobRow.priority.desc(), JobRow.created_at, JobRow.id)
 
 
 class EpochRow(Base):

@@ -56,9 +56,10 @@ def upgrade() -> None:
         sa.Column("val_mse", sa.JSON(), nullable=False),
         sa.Column("test_mse", sa.JSON(), nullable=False),
     )
-    op.create_index("ix_jobs_claim", "jobs", ["state", "priority", "created_at"])
+    op.create_index("ix_jobs_claim", "jobs", ["state", sa.text("priority DESC"), "created_at", "id"])
     op.create_index("ix_jobs_state_updated", "jobs", ["state", "updated_at"])
     op.create_index("ix_jobs_state_lease", "jobs", ["state", "lease_expires_at"])
+    op.create_index("ix_jobs_state_id", "jobs", ["state", "id"])
     op.create_index("ix_jobs_spec_id", "jobs", ["spec_id"])
     op.create_table(
         "epoch_metrics",
@@ -93,6 +94,7 @@ def downgrade() -> None:
     op.drop_table("workers")
     op.drop_table("epoch_metrics")
     op.drop_index("ix_jobs_spec_id", table_name="jobs")
+    op.drop_index("ix_jobs_state_id", table_name="jobs")
     op.drop_index("ix_jobs_state_lease", table_name="jobs")
     op.drop_index("ix_jobs_state_updated", table_name="jobs")
     op.drop_index("ix_jobs_claim", table_name="jobs")
