@@ -1,0 +1,200 @@
+"""The training core on real (tiny) Keras trainings: metrics, determinism, cancel, divergence, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainyard.errors import Cancelled, TrainingError
+from trainyard.specs import load_data, load_spec
+from trainyard.training import EpochMetrics, train
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = REPO / "specs"
+
+
+def _numpy_mse(model_path: Path, split) -> dict[str, float]:
+    import keras
+
+    model = keras.models.load_model(model_path)
+    predictions = model.predict(split.x, verbose=0)
+    return {name: float(np.mean((predictions[name].astype(np.float64) - y.astype(np.float64)) ** 2)) for name, y in split.y.items()}
+
+
+class Recorder:
+    def __init__(self, stop_after_epoch: int | None = None, crash_after_epoch: int | None = None) -> None:
+        self.epochs: list[EpochMetrics] = []
+        self.batches: list[tuple[int, int, int]] = []
+        self.stop_after_epoch = stop_after_epoch
+        self.crash_after_epoch = crash_after_epoch
+
+    def on_epoch(self, metrics: EpochMetrics) -> None:
+        self.epochs.append(metrics)
+        if self.crash_after_epoch == metrics.epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+    def on_batch(self, epoch: int, step: int, steps: int) -> None:
+        self.batches.append((epoch, step, steps))
+
+    def should_stop(self) -> bool:
+        return self.stop_after_epoch is not None and len(self.epochs) >= self.stop_after_epoch
+
+
+def test_val_and_test_mse_equal_numpy_mse_of_saved_model(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "multi_output.yaml", overrides=["training.epochs=3"])
+    sink = Recorder()
+    result = train(spec, sink, model_path=tmp_path / "m.keras")
+    data = load_data(spec)
+
+    assert [m.epoch for m in result.epochs] == [1, 2, 3]
+    assert sink.epochs == result.epochs
+    assert set(result.epochs[-1].outputs) == {"output_1", "output_2"}
+    expected_val = _numpy_mse(result.model_path, data.valid)
+    for name, value in expected_val.items():
+        assert result.epochs[-1].val_mse[name] == pytest.approx(value, rel=1e-5)
+        assert result.val_mse[name] == pytest.approx(value, rel=1e-5)
+    expected_test = _numpy_mse(result.model_path, data.test)
+    assert result.test_mse == pytest.approx(expected_test, rel=1e-5)
+    # both losses are MSE: the validation loss is the 0.9/0.1 weighted sum of the validation MSEs
+    last = result.epochs[-1]
+    assert last.val_loss == pytest.approx(0.9 * expected_val["output_1"] + 0.1 * expected_val["output_2"], rel=1e-5)
+    assert all(m.outputs[n]["loss"] > 0 for m in result.epochs for n in m.outputs)
+    steps = -(-len(data.train) // spec.training.batch_size)
+    assert sink.batches and all(s == steps for _, _, s in sink.batches)
+    assert sink.batches[-1] == (3, steps, steps)
+
+
+def test_same_seed_gives_same_metrics_and_another_seed_does_not(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=3"])
+    first = train(spec, model_path=tmp_path / "a.keras")
+    second = train(spec, model_path=tmp_path / "b.keras")
+    assert first.epochs == second.epochs
+    assert first.test_mse == second.test_mse
+    other = train(load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=3", "training.seed=7"]), model_path=tmp_path / "c.keras")
+    assert other.epochs != first.epochs
+
+
+def test_single_output_and_normalized_csv_inputs(tmp_path: Path, housing_csv: Path) -> None:
+    spec = load_spec(
+        {
+            "name": "housing",
+            "data": {"source": str(housing_csv), "split": {"valid": 0.25, "test": 0.25, "seed": 1}},
+            "inputs": {"x": {"columns": ["median_income", "housing_median_age", "total_rooms"], "normalize": True}},
+            "layers": [{"type": "Dense", "units": 8, "activation": "relu"}],
+            "outputs": {"price": {"target": "median_house_value"}},
+            "training": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01}},
+        }
+    )
+    result = train(spec, model_path=tmp_path / "h.keras")
+    import keras
+
+    model = keras.models.load_model(result.model_path)
+    assert "Normalization" in [type(layer).__name__ for layer in model.layers]
+    data = load_data(spec)
+    # the saved model takes raw columns: normalisation is inside it
+    assert result.epochs[-1].val_mse["price"] == pytest.approx(_numpy_mse(result.model_path, data.valid)["price"], rel=1e-5)
+    norm = next(layer for layer in model.layers if type(layer).__name__ == "Normalization")
+    assert np.allclose(np.ravel(norm.mean), data.train.x["x"].mean(axis=0), rtol=1e-5)
+
+
+def test_cancel_raises_cancelled_and_saves_nothing(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=5"])
+    sink = Recorder(stop_after_epoch=1)
+    with pytest.raises(Cancelled):
+        train(spec, sink, model_path=tmp_path / "m.keras")
+    assert [m.epoch for m in sink.epochs] == [1]
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_divergence_is_a_training_error_naming_the_epoch(tmp_path: Path) -> None:
+    spec = load_spec(
+        SPECS / "mlp.yaml",
+        overrides=["training.epochs=5", "training.optimizer={name: sgd, learning_rate: 1000000.0}"],
+    )
+    with pytest.raises(TrainingError, match=r"^epoch \d: loss is (nan|inf)"):
+        train(spec, model_path=tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_resume_from_backup_does_not_report_finished_epochs_again(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=4"])
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, Recorder(crash_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup)
+    sink = Recorder()
+    result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup)
+    # epoch 2 crashed before its backup was written: the run resumes after epoch 1
+    assert result.initial_epoch == 1
+    assert [m.epoch for m in result.epochs] == [2, 3, 4]
+    assert [m.epoch for m in sink.epochs] == [2, 3, 4]
+    assert result.model_path.exists()
+
+
+def test_model_path_must_be_a_keras_file(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=1"])
+    with pytest.raises(TrainingError, match=r"model_path: expected a file ending in \.keras"):
+        train(spec, model_path=tmp_path / "m.h5")
+
+
+def test_ready_made_sets_from_files(tmp_path: Path, housing_csv: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(housing_csv)
+    frame.iloc[:200].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[200:300].to_parquet(tmp_path / "valid.parquet")
+    (tmp_path / "spec.yaml").write_text(
+        textwrap.dedent(
+            """
+            name: sets
+            data: {train: train.csv, valid: valid.parquet}
+            inputs: [median_income, housing_median_age]
+            layers: [{type: Dense, units: 4, activation: relu}]
+            outputs: {price: {target: median_house_value}}
+            training: {epochs: 1, batch_size: 50}
+            """
+        )
+    )
+    spec = load_spec(tmp_path / "spec.yaml")
+    result = train(spec, model_path=tmp_path / "m.keras")
+    assert result.test_mse is None
+    assert len(load_data(spec).valid) == 100
+    assert result.val_mse["price"] == pytest.approx(_numpy_mse(result.model_path, load_data(spec).valid)["price"], rel=1e-5)
+
+
+_MIRRORED = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainyard.specs import load_spec
+    from trainyard.training import train
+    spec = load_spec(sys.argv[1], overrides=["training.epochs=3", "training.shuffle=false"])
+    mirrored = train(spec, model_path=sys.argv[2] + "/a.keras", strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    single = train(spec, model_path=sys.argv[2] + "/b.keras")
+    print(json.dumps({"mirrored": [m.as_dict() for m in mirrored.epochs], "single": [m.as_dict() for m in single.epochs]}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_matches_single_device(tmp_path: Path) -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-c", _MIRRORED, str(SPECS / "multi_output.yaml"), str(tmp_path)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(runs["mirrored"]) == len(runs["single"]) == 3
+    for m, s in zip(runs["mirrored"], runs["single"]):
+        for name in ("output_1", "output_2"):
+            assert m["val_mse"][name] == pytest.approx(s["val_mse"][name], rel=1e-3)
+        assert m["loss"] == pytest.approx(s["loss"], rel=1e-3)
