@@ -475,3 +475,14 @@ def test_foreign_keys_are_enforced(store: Store, db_url: str) -> None:
                 sa.text("INSERT INTO epoch_metrics (job_id, epoch, loss, outputs, recorded_at) VALUES (999, 1, 1.0, '{}', :t)"),
                 {"t": utcnow().replace(tzinfo=None)},
             )
+
+
+def test_a_database_from_a_newer_trainyard_is_refused_with_advice(store: Store, db_url: str) -> None:
+    from trainyard.db import engine
+
+    with engine.engines_for(db_url).write.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00d'"))
+    engine.dispose_all()  # as a new process would
+
+    with pytest.raises(StoreError, match="schema revision 'f00d'.*upgrade trainyard"):
+        Store.open(db_url)

@@ -79,6 +79,10 @@ def test_submit_validates_stores_and_queues_one_job_per_spec(store_url: str) -> 
     assert stored.spec_document is not None
     assert stored.spec_document["training"]["epochs"] == 5
     assert stored.spec_document["name"] == "mlp"
+    # The data as it was at submit: the worker refuses to train if it changed since.
+    from trainyard.specs import data_fingerprint, load_spec
+
+    assert stored.spec_document["data_fingerprint"] == data_fingerprint(load_spec(MLP))
 
 
 def test_submit_prints_one_line_per_job_by_default(store_url: str) -> None:

@@ -20,6 +20,11 @@ from trainyard.db import EpochRecord, JobRecord, JobState, Store
 from trainyard.errors import BrokerError, InvalidTransition, JobNotFound, Problem, SpecError, TrainyardError
 
 
+#: Key of the stored spec document holding the data fingerprint taken at submit; the worker
+#: compares it with the data it finds and fails the job if the data changed since.
+DATA_FINGERPRINT_KEY = "data_fingerprint"
+
+
 def open_store(settings: Settings | None = None) -> Store:
     """The store named by the settings (``TRAINYARD_DB_URL`` or the SQLite file in ``TRAINYARD_HOME``)."""
     settings = settings or Settings.from_env()
@@ -53,7 +58,7 @@ def submit(
     jobs are stored but the broker cannot be reached, :class:`BrokerError` says so (the jobs stay
     queued and are dispatched later by a worker's reconciler).
     """
-    from trainyard.specs import load_spec, validate_spec
+    from trainyard.specs import data_fingerprint, load_spec, validate_spec
 
     settings = settings or Settings.from_env()
     sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -69,7 +74,9 @@ def submit(
         except SpecError as exc:
             failures.append(exc if exc.source else SpecError(exc.problems, source=str(source)))
             continue
-        documents.append(spec.document())
+        document = spec.document()
+        document[DATA_FINGERPRINT_KEY] = data_fingerprint(spec)
+        documents.append(document)
     if failures:
         raise failures[0] if len(failures) == 1 else _combined(failures)
     store = open_store(settings)
