@@ -141,7 +141,8 @@ def test_sparkline_scales_between_min_and_max_and_leaves_gaps_for_unknown_values
 
 def test_number_formats():
     assert format_mse(0.412345) == "0.4123"
-    assert format_mse(12345.678) == "1.235e+04"
+    assert format_mse(12345.678) == "12346" and format_mse(5607.4) == "5607" and format_mse(999.96) == "1000"
+    assert format_mse(1.5e8) == "1.5e+08" and format_mse(0.000123456) == "0.0001235"
     assert format_mse(None) == "–" and format_mse(math.nan) == "nan" and format_mse(math.inf) == "inf"
     assert [format_duration(s) for s in (0, 42, 185, 7620, 273600)] == ["0s", "42s", "3m05s", "2h07m", "3d04h"]
     assert progress_bar(7, 20, 10).plain == "━━━━──────"

@@ -62,13 +62,16 @@ def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None
 
 
 def format_mse(value: float | None) -> str:
-    """An MSE as the dashboard prints it: 4 significant digits, ``–`` when unknown, ``nan``/``inf`` as is."""
+    """An MSE as the dashboard prints it: 4 significant digits (whole numbers from 1,000 to 10 million,
+    where an exponent would be harder to read), ``–`` when unknown, ``nan``/``inf`` as is."""
     if value is None:
         return "–"
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
+    if 1e3 <= abs(value) < 1e7:
+        return f"{value:.0f}"
     return f"{value:.4g}"
 
 
