@@ -419,12 +419,12 @@ def test_the_migrations_create_exactly_the_models(store: Store, db_url: str) -> 
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from trainyard.db.engine import engines_for, head_revision
+    from trainyard.db.engine import SCHEMA_REVISION, engines_for, head_revision
     from trainyard.db.models import Base
 
     with engines_for(db_url).read.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert context.get_current_revision() == head_revision()
+        assert context.get_current_revision() == head_revision() == SCHEMA_REVISION
         assert compare_metadata(context, Base.metadata) == []
 
 
