@@ -486,3 +486,29 @@ def test_a_database_from_a_newer_trainyard_is_refused_with_advice(store: Store, 
 
     with pytest.raises(StoreError, match="schema revision 'f00d'.*upgrade trainyard"):
         Store.open(db_url)
+
+
+def test_a_malformed_url_or_an_unusable_folder_is_a_store_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(StoreError, match="cannot be parsed"):
+        Store.open("not a url")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot reach the job store"):
+        Store.open(f"sqlite:///{blocker / 'sub' / 'store.sqlite'}")
+
+
+def test_a_forked_child_uses_the_store_without_breaking_the_parent(store: Store) -> None:
+    import multiprocessing
+
+    store.add_jobs([doc("before-fork")])
+
+    def child() -> None:
+        child_store = Store.open(store.url)
+        child_store.add_jobs([doc("from-child")])
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(60)
+
+    assert process.exitcode == 0
+    assert sorted(j.name for j in store.list_jobs()) == ["before-fork", "from-child"]

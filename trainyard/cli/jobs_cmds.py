@@ -69,15 +69,16 @@ def jobs_command(state: str | None, limit: int, as_json: bool) -> None:
 
     store = operations.open_store()
     rows = store.list_jobs(state=state, limit=limit or None)
-    total = sum(store.count_by_state().values()) if state is None else None
+    counts = store.count_by_state()
+    total = counts[JobState(state)] if state else sum(counts.values())
     if as_json:
         _echo_json([operations.job_summary(job) for job in rows])
     else:
         console = _console()
         console.print(jobs_table(rows, now=datetime.now(timezone.utc)))
-    if limit and len(rows) == limit and (total is None or total > limit):
-        shown = f"of {total} " if total is not None else ""
-        click.echo(f"showing the {limit} newest {shown}jobs; --limit 0 shows all", err=True)
+    if limit and total > limit:
+        what = f"{state} jobs" if state else "jobs"
+        click.echo(f"showing the {limit} newest of {total} {what}; --limit 0 shows all", err=True)
 
 
 def jobs_table(rows: Sequence[JobRecord], now: datetime) -> Any:

@@ -125,7 +125,10 @@ def _create_sqlite(url: str, parsed: sa.engine.URL) -> Engines:
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
         raise StoreError(f"job store {url}: an in-memory SQLite database cannot be shared; give a file path")
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot reach the job store at {url}: cannot create its folder ({exc.strerror or exc})") from exc
     busy = defaults.SQLITE_BUSY_TIMEOUT_SECONDS
     engine = sa.create_engine(parsed, connect_args={"timeout": busy, "check_same_thread": False})
 
