@@ -41,9 +41,10 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
             summary = validate_spec(spec)
         except SpecError as exc:
             failed += 1
-            err.print(f"[bold red]{path}[/]: {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}", highlight=False)
+            count = len(exc.problems)
+            err.print(f"[bold red]{path}[/]: {count} problem{'s' if count != 1 else ''}", highlight=False, soft_wrap=True)
             for problem in exc.problems:
-                err.print(f"  {problem}", highlight=False, markup=False)
+                err.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
             continue
         table = Table(title=f"{path}: {summary.name}", title_justify="left")
         table.add_column("layer")

@@ -30,6 +30,14 @@ REFUSED_LAYERS = frozenset(
     }
 )  # fmt: skip
 
+_REASONS = {
+    "Lambda": "it runs arbitrary Python code",
+    "TFSMLayer": "it loads a saved model from a file",
+    "Layer": "it is the abstract base class",
+    "InputLayer": "inputs are declared under `inputs`",
+    "Input": "inputs are declared under `inputs`",
+}
+
 #: Constructor parameters that take callables, layer objects or modules: a class having one is refused.
 _CALLABLE_PARAMS = frozenset(
     {"function", "layer", "layers", "cell", "cells", "module", "call_fn", "init_fn", "backward_layer", "fn"}
@@ -226,8 +234,10 @@ def _refusal(name: str, cls: type) -> str | None:
 
     if not issubclass(cls, keras.layers.Layer):
         return "not a layer"
+    if name in _REASONS:
+        return _REASONS[name]
     if name in REFUSED_LAYERS or issubclass(cls, keras.layers.Wrapper):
-        return "runs user code, reads files or wraps other layers"
+        return "it wraps other layer objects or runs user code"
     params = set(inspect.signature(cls.__init__).parameters)
     if params & _CALLABLE_PARAMS:
         return "takes a callable or a layer object"

@@ -58,7 +58,7 @@ def resolve_graph(spec: JobSpec) -> tuple[JobSpec, list[Problem]]:
             if ref not in sources:
                 where = f"layers[{i}].input" + (f"[{j}]" if layer.input_is_list else "")
                 problems.append(Problem(where, f"unknown layer or input {ref!r} (known: {', '.join(sorted(sources))})"))
-            elif ref == layer.name:
+            elif ref == layer.name and layer.input is not None:  # a default input equal to the own name means a duplicate name
                 problems.append(Problem(f"layers[{i}].input", f"layer {ref!r} takes itself as input"))
         if not refs and layer.input is not None:
             problems.append(Problem(f"layers[{i}].input", "expected at least one layer or input name, received []"))

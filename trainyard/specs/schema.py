@@ -9,9 +9,17 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trainyard.errors import Problem
 
@@ -49,6 +57,7 @@ OPTIMIZERS = frozenset(
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _SPEC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_Name = Annotated[str, StringConstraints(pattern=_NAME)]
 
 
 class _Model(BaseModel):
@@ -58,8 +67,8 @@ class _Model(BaseModel):
 class SplitSpec(_Model):
     """How one table is cut into train / valid / test rows (shuffled with ``seed``)."""
 
-    valid: float = Field(0.2, gt=0, lt=1)
-    test: float = Field(0.2, ge=0, lt=1)
+    valid: float = Field(0.2, gt=0.0, lt=1.0)
+    test: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = 42
 
     @model_validator(mode="after")
@@ -154,7 +163,7 @@ class OutputSpec(_Model):
     target: list[str] = Field(min_length=1)
     input: str | None = None
     loss: str = "mean_squared_error"
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0.0)
     activation: str | None = None
 
     @field_validator("target", mode="before")
@@ -221,9 +230,9 @@ class JobSpec(_Model):
 
     name: str = Field(pattern=_SPEC_NAME, max_length=100)
     data: DataSpec
-    inputs: dict[str, InputSpec] = Field(min_length=1)
+    inputs: dict[_Name, InputSpec] = Field(min_length=1)
     layers: list[LayerSpec] = Field(default_factory=list)
-    outputs: dict[str, OutputSpec] = Field(min_length=1)
+    outputs: dict[_Name, OutputSpec] = Field(min_length=1)
     training: TrainingSpec
 
     @model_validator(mode="before")
@@ -244,14 +253,6 @@ class JobSpec(_Model):
                 named.append(layer)
             raw["layers"] = named
         return raw
-
-    @field_validator("inputs", "outputs")
-    @classmethod
-    def _valid_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = [k for k in value if not re.match(_NAME, k)]
-        if bad:
-            raise ValueError(f"names must be letters, digits and underscores, received {', '.join(map(repr, bad))}")
-        return value
 
     # -- serialisation -------------------------------------------------------------------------
 
@@ -409,7 +410,8 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
         listing = f" (expected one of: {', '.join(sorted(allowed))})" if allowed and not hint else ""
         return f"unknown key{hint}{listing}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        if kind == "greater_than" and ctx.get("gt") == 0 and isinstance(value, int) and not isinstance(value, bool):
+        # integer fields declare gt=0, float fields gt=0.0
+        if kind == "greater_than" and ctx.get("gt") == 0 and type(ctx["gt"]) is int:
             return f"expected a positive integer, received {value!r}"
         if kind == "greater_than" and ctx.get("gt") == 0:
             return f"expected a positive number, received {value!r}"
