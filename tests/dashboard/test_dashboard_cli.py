@@ -110,3 +110,29 @@ def test_plot_of_an_unknown_job_or_a_job_without_epochs_is_exit_2(filled: dict, 
     result = CliRunner().invoke(main, ["plot", str(queued.id), "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "nothing to plot: no epoch recorded yet" in result.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("flag", ["--once", "--json"])
+def test_before_anything_is_submitted_it_shows_an_empty_store_and_creates_nothing(home: Path, flag: str):
+    result = invoke("dashboard", flag)
+    assert result.exit_code == 0, result.output
+    if flag == "--json":
+        assert json.loads(result.output)["queue"]["total"] == 0
+    else:
+        assert "total 0" in result.output and "No jobs in the store yet" in result.output
+    assert list(home.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_an_empty_postgresql_database_gets_no_schema_from_the_dashboard(home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch):
+    import sqlalchemy as sa
+
+    monkeypatch.setenv("TRAINYARD_DB_URL", pg_url)
+    result = invoke("dashboard", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["queue"]["total"] == 0
+    engine = sa.create_engine(pg_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+        dispose_all()

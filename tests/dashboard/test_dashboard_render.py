@@ -78,7 +78,7 @@ def test_an_empty_store_says_so_in_every_section(frame_text):
     text = frame_text(Snapshot(taken_at=NOW, source="sqlite:////tmp/x.sqlite"))
     assert "queued 0" in text and "total 0" in text and "oldest waiting" not in text
     assert "No jobs in the store yet" in text
-    assert "Workers: none has sent a heartbeat yet." in text
+    assert "Workers: none has sent a heartbeat yet (start one with `trainyard worker`)." in text
     assert "Running: no job is running." in text
     assert "Recently finished: none yet." in text
 

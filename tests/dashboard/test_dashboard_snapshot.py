@@ -11,7 +11,7 @@ from dashboard_builders import print_to_text
 
 import trainyard.db.store as store_module
 from trainyard.dashboard.render import format_mse, render
-from trainyard.dashboard.snapshot import read_snapshot, utcnow
+from trainyard.dashboard.snapshot import read_snapshot, snapshot_reader, utcnow
 from trainyard.db import JobState, Store, WorkerState
 from trainyard.db.engine import dispose_all
 
@@ -163,3 +163,15 @@ def test_jobs_of_a_worker_with_several_pool_processes_are_attributed_to_it(store
     assert {r.job.id: r.worker for r in snapshot.running} == {first.id: "celery@box", second.id: "celery@box"}
     row = next(line for line in print_to_text(render(snapshot, utcnow(), 160), 160).splitlines() if "celery@box " in line)
     assert f"#{first.id}, #{second.id}" in row
+
+
+def test_the_reader_waits_for_the_store_to_be_created(tmp_path: Path):
+    path = tmp_path / "later" / "store.sqlite"
+    read = snapshot_reader(f"sqlite:///{path}")
+    assert read().total_jobs == 0 and not path.parent.exists()  # nothing created by reading
+    try:
+        Store.open(f"sqlite:///{path}").add_jobs([spec_doc("mlp", 3)])  # the first submit
+        snapshot = read()
+        assert snapshot.count(JobState.QUEUED) == 1 and snapshot.source == f"sqlite:///{path}"
+    finally:
+        dispose_all()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import click
@@ -33,16 +32,16 @@ from trainyard import defaults
 def dashboard(once: bool, as_json: bool, refresh_seconds: float, recent: int) -> None:
     """Watch the queue, the workers and every running model's validation MSE, live (Ctrl-C quits).
 
-    The dashboard only reads the store, in short transactions: it never slows workers down.
+    The dashboard only reads the store, in short transactions: it never slows workers down, and
+    it creates nothing (before the first job is queued it shows an empty store).
     """
     from rich.console import Console
 
+    from trainyard.config import Settings
     from trainyard.dashboard.live import LiveDashboard, print_frame
-    from trainyard.dashboard.snapshot import read_snapshot
-    from trainyard.db import Store
+    from trainyard.dashboard.snapshot import snapshot_reader
 
-    store = Store.open()
-    read = partial(read_snapshot, store, recent=recent)
+    read = snapshot_reader(Settings.from_env().db_url, recent=recent)
     if as_json:
         click.echo(json.dumps(read().to_json(), indent=2))
     elif once:

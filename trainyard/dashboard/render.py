@@ -164,7 +164,7 @@ def _worker_state(worker: WorkerRecord, now: datetime) -> Text:
 
 def _workers(snapshot: Snapshot, now: datetime, narrow: bool) -> RenderableType:
     if not snapshot.workers:
-        return Text("Workers: none has sent a heartbeat yet.", style="dim")
+        return Text("Workers: none has sent a heartbeat yet (start one with `trainyard worker`).", style="dim")
     table = Table(title="Workers", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Worker", overflow="ellipsis", no_wrap=True, min_width=6)
     if not narrow:

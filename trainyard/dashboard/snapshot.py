@@ -14,7 +14,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from trainyard import defaults
-from trainyard.db.queries import read_dashboard
+from trainyard.config import redact_url
+from trainyard.db.queries import open_existing, read_dashboard
 from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord, WorkerState
 from trainyard.db.store import Store
 
@@ -227,6 +228,31 @@ def read_snapshot(
         running=tuple(RunningJob(job, rows.epochs.get(job.id, ()), _worker_of(job, rows.workers)) for job in rows.running),
         recent=rows.recent,
     )
+
+
+def snapshot_reader(
+    url: str,
+    *,
+    recent: int = defaults.DASHBOARD_RECENT_JOBS,
+    max_running: int = MAX_RUNNING_SHOWN,
+    clock: Callable[[], datetime] = utcnow,
+) -> Callable[[], Snapshot]:
+    """A function reading one snapshot of the store at ``url`` per call, opening it on first need.
+
+    Until a store exists there (no SQLite file, no schema yet) each call returns an empty snapshot:
+    the dashboard never creates the store, and it shows the jobs as soon as the first one is queued.
+    """
+    store: Store | None = None
+
+    def read() -> Snapshot:
+        nonlocal store
+        if store is None:
+            store = open_existing(url)
+            if store is None:
+                return Snapshot(taken_at=clock(), source=redact_url(url), counts=dict.fromkeys(JobState, 0))
+        return read_snapshot(store, recent=recent, max_running=max_running, clock=clock)
+
+    return read
 
 
 def _worker_of(job: JobRecord, workers: tuple[WorkerRecord, ...]) -> str | None:

@@ -11,14 +11,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from trainyard.config import redact_url
+from trainyard.db import engine as _engine
 from trainyard.db.models import EpochRow, JobRow, WorkerRow
 from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord
 from trainyard.db.store import Store, _epoch_record, _job_record, _worker_record
 
 _FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+def open_existing(url: str) -> Store | None:
+    """The store at ``url`` if one was created there, else ``None``; creates nothing.
+
+    ``Store.open`` creates a missing SQLite file and the schema of an empty database. A reader that
+    must never write (the dashboard) opens with this instead: no file yet, or no schema yet, reads
+    as "no store yet". A server that cannot be reached raises :class:`~trainyard.errors.StoreError`.
+    """
+    try:
+        parsed = sa.engine.make_url(url)
+    except ArgumentError:
+        return Store.open(url)  # let the store word the error
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not Path(database).expanduser().exists():
+            return None
+    engines = _engine.engines_for(url)
+    try:
+        if _engine.current_revision(engines) is None:
+            return None
+    except SQLAlchemyError as exc:
+        raise _engine.translate(exc, redact_url(url)) from exc
+    return Store.open(url)
 
 
 @dataclass(frozen=True)
