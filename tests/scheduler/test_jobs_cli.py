@@ -252,3 +252,19 @@ def test_an_unreachable_database_is_one_line_and_exit_2(home: Path, monkeypatch:
     assert result.stderr.startswith("error: cannot reach the job store at postgresql+psycopg://trainer:***@127.0.0.1:9/jobs")
     assert result.stderr.count("\n") == 1
     assert "s3cret" not in result.output
+
+
+def test_the_python_api_imports_neither_tensorflow_nor_celery_until_it_needs_them() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trainyard\n"
+        "assert 'sqlalchemy' not in sys.modules, 'import trainyard loaded the store'\n"
+        "trainyard.jobs, trainyard.show, trainyard.cancel\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'celery') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
