@@ -109,7 +109,7 @@ def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_pa
         test = result.test_mse.get(name) if result.test_mse else None
         table.add_row(name, f"{result.val_mse[name]:.6g}", "-" if test is None else f"{test:.6g}")
     out.print(table)
-    out.print(f"model saved to {result.model_path}", highlight=False)
+    out.print(f"model saved to {result.model_path}", highlight=False, soft_wrap=True)
 
 
 class _Progress:
