@@ -136,3 +136,9 @@ def test_an_empty_postgresql_database_gets_no_schema_from_the_dashboard(home: Pa
     finally:
         engine.dispose()
         dispose_all()
+
+
+def test_plot_to_an_unknown_image_format_is_one_line_and_exit_2(filled: dict, tmp_path: Path):
+    result = CliRunner().invoke(main, ["plot", str(filled["done"].id), "--out", str(tmp_path / "curves.xyz")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: cannot write the plot to {tmp_path / 'curves.xyz'}: Format 'xyz' is not supported")

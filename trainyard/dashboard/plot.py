@@ -96,8 +96,11 @@ def plot_curves(curves: Sequence[JobCurves], out: Path) -> Path:
         title = ", ".join(f"#{c.job.id} {c.job.name}" for c in curves)
         fig.suptitle(f"trainyard: {title}")
         fig.tight_layout()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out, dpi=110)
+        except (OSError, ValueError) as exc:  # unwritable folder, unknown image format
+            raise TrainyardError(f"cannot write the plot to {out}: {exc}") from exc
     finally:
         plt.close(fig)
     return out
