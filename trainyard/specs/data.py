@@ -92,13 +92,10 @@ def check_data(spec: JobSpec) -> list[Problem]:
 
 def load_data(spec: JobSpec) -> Dataset:
     """Read and split the spec's data into float32 arrays per input and output; raises DataError."""
-    frames = _frames(spec)
-    bad = [f for f in frames.values() if isinstance(f, Problem)]
-    if bad:
-        raise DataError(bad)  # type: ignore[arg-type]
-    problems = check_data(spec)
+    problems = check_data(spec)  # the data may have changed since the spec was loaded
     if problems:
         raise DataError(problems)
+    frames = _frames(spec)  # cached by check_data: read once
     if "source" in frames:
         frame = frames["source"][0]  # type: ignore[index]
         split = spec.data.effective_split

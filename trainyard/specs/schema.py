@@ -67,9 +67,9 @@ class _Model(BaseModel):
 class SplitSpec(_Model):
     """How one table is cut into train / valid / test rows (shuffled with ``seed``)."""
 
-    valid: float = Field(0.2, gt=0.0, lt=1.0)
-    test: float = Field(0.2, ge=0.0, lt=1.0)
-    seed: int = 42
+    valid: float = Field(0.2, gt=0.0, lt=1.0, strict=True)
+    test: float = Field(0.2, ge=0.0, lt=1.0, strict=True)
+    seed: int = Field(42, strict=True)
 
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> SplitSpec:
@@ -116,7 +116,7 @@ class InputSpec(_Model):
     """A named model input: the columns it reads, optionally normalised inside the model."""
 
     columns: list[str] = Field(min_length=1)
-    normalize: bool = False
+    normalize: bool = Field(False, strict=True)
 
     @field_validator("columns")
     @classmethod
@@ -163,7 +163,7 @@ class OutputSpec(_Model):
     target: list[str] = Field(min_length=1)
     input: str | None = None
     loss: str = "mean_squared_error"
-    weight: float = Field(1.0, ge=0.0)
+    weight: float = Field(1.0, ge=0.0, strict=True)
     activation: str | None = None
 
     @field_validator("target", mode="before")
@@ -204,10 +204,10 @@ class TrainingSpec(_Model):
     """How to fit: optimizer, epochs, batch size and the seed that makes a run repeatable."""
 
     optimizer: OptimizerSpec = OptimizerSpec(name="sgd")
-    epochs: int = Field(gt=0)
-    batch_size: int = Field(32, gt=0)
-    seed: int = 42
-    shuffle: bool = True
+    epochs: int = Field(gt=0, strict=True)
+    batch_size: int = Field(32, gt=0, strict=True)
+    seed: int = Field(42, strict=True)
+    shuffle: bool = Field(True, strict=True)
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -284,12 +284,6 @@ class JobSpec(_Model):
         return spec
 
     # -- convenience ---------------------------------------------------------------------------
-
-    def layer(self, name: str) -> LayerSpec:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
 
     def used_columns(self) -> list[str]:
         """Every column the model reads (inputs and targets), in first-use order."""
