@@ -88,7 +88,7 @@ def test_plot_writes_one_panel_per_output(filled: dict, tmp_path: Path):
 
     one, two = tmp_path / "one.png", tmp_path / "two.png"
     assert invoke("plot", str(filled["running"].id), "--out", str(one)).exit_code == 0
-    result = invoke("plot", str(filled["done"].id), str(filled["running"].id), "--out", str(two))
+    result = invoke("plot", f"#{filled['done'].id}", str(filled["running"].id), "--out", str(two))
     assert result.exit_code == 0 and result.output.strip() == f"wrote {two}"
     # the two jobs have three outputs between them (main, aux, y): a 2x2 grid, against one panel
     one_h, one_w = imread(one).shape[:2]
@@ -142,3 +142,11 @@ def test_plot_to_an_unknown_image_format_is_one_line_and_exit_2(filled: dict, tm
     result = CliRunner().invoke(main, ["plot", str(filled["done"].id), "--out", str(tmp_path / "curves.xyz")])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: cannot write the plot to {tmp_path / 'curves.xyz'}: Format 'xyz' is not supported")
+
+
+def test_plot_of_something_that_is_not_a_job_id_is_exit_2(home: Path, tmp_path: Path):
+    result = CliRunner().invoke(main, ["plot", "banana", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and result.stderr.strip() == "error: no job with id 'banana'"
+    result = CliRunner().invoke(main, ["plot", "3", "--out", str(tmp_path / "x.png")])  # no store here yet
+    assert result.exit_code == 2 and result.stderr.strip() == "error: no job with id 3"
+    assert list(home.iterdir()) == []

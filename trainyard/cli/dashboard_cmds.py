@@ -51,21 +51,27 @@ def dashboard(once: bool, as_json: bool, refresh_seconds: float, recent: int) ->
 
 
 @click.command()
-@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True, type=int)
+@click.argument("jobs", metavar="JOB...", nargs=-1, required=True)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
     help="Image to write (default: trainyard-jobs-<ids>.png here); the suffix picks the format.",
 )
-def plot(job_ids: tuple[int, ...], out: Path | None) -> None:
-    """Plot the per-output training loss and validation MSE of one or several jobs, one panel per output."""
+def plot(jobs: tuple[str, ...], out: Path | None) -> None:
+    """Plot the per-output training loss and validation MSE of one or several JOBs (ids, as in
+    ``trainyard jobs``), one panel per output, one colour per job."""
+    from trainyard.config import Settings
     from trainyard.dashboard.plot import default_plot_path, plot_curves, read_curves
-    from trainyard.db import Store
+    from trainyard.db.queries import open_existing
+    from trainyard.errors import JobNotFound
+    from trainyard.scheduler.operations import parse_job_id
 
-    ids = list(dict.fromkeys(job_ids))
-    curves = read_curves(Store.open(), ids)
-    written = plot_curves(curves, out or default_plot_path(ids))
+    ids = list(dict.fromkeys(parse_job_id(job) for job in jobs))
+    store = open_existing(Settings.from_env().db_url)
+    if store is None:  # nothing was ever submitted here
+        raise JobNotFound(ids[0])
+    written = plot_curves(read_curves(store, ids), out or default_plot_path(ids))
     click.echo(f"wrote {written}")
 
 
