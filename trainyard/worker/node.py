@@ -86,7 +86,10 @@ class NodeKeeper:
 
     def reconcile(self) -> None:
         from trainyard.scheduler.reconciler import reconcile
+        from trainyard.worker import child
 
+        if child.handback_requested():
+            return  # shutting down: slots sent now would come back to this worker; others send them
         try:
             reconcile(self._open(), self.settings)
         except Exception as exc:

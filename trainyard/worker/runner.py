@@ -8,7 +8,7 @@ they run (and are tested) without Celery too. The life of a job here:
 3. train it, renewing the lease by heartbeat; each epoch's metrics go to the store as it ends;
 4. end it: ``succeeded`` with the test MSE and the ``.keras`` model under the artifact root;
    ``failed`` with the reason (NaN loss names the epoch); ``cancelled`` on request; handed back
-   (``release``, plus a fresh message) on worker shutdown; nothing at all if the lease was lost.
+   (``release``) on worker shutdown; nothing at all if the lease was lost.
 
 A crash anywhere leaves the lease to expire; the reconciler queues the job again and the next
 attempt resumes from the last completed epoch (``backup_dir``).
@@ -144,6 +144,9 @@ def _run(
             strategy = child.strategy()
         from trainyard import training
 
+        replicas = getattr(strategy, "num_replicas_in_sync", 1)
+        log.info("job %s: training on %s", job.id, f"{replicas} replicas (MirroredStrategy)" if strategy else "the default strategy")
+
         target.parent.mkdir(parents=True, exist_ok=True)
         if job.epochs_done == 0:
             # A first attempt, or a retry from scratch: never resume from an earlier run's backup.
@@ -202,9 +205,13 @@ def _stopped(store: Store, job: JobRecord, owner: str, settings: Settings, sink:
 
 
 def _hand_back(store: Store, job: JobRecord, owner: str, settings: Settings) -> JobState | None:
-    """Worker shutdown: give the job back to the queue (no attempt used) and send a fresh slot for it."""
+    """Worker shutdown: give the job back to the queue without using an attempt.
+
+    No message is sent from here: this worker is still consuming while it shuts down and would
+    take the job straight back. ``release`` clears ``dispatched_at``, so the next reconciler pass
+    of any worker (or of a worker started later) sends its slot at once.
+    """
     from trainyard.db.store import LeaseLost
-    from trainyard.worker.dispatch import dispatch
 
     try:
         released = store.release(job.id, owner)
@@ -213,10 +220,6 @@ def _hand_back(store: Store, job: JobRecord, owner: str, settings: Settings) -> 
         return None
     log.info("job %s: handed back (worker shutting down), now %s", job.id, released.state)
     if released.state is JobState.QUEUED:
-        try:
-            dispatch([job.id], settings, store=store)
-        except TrainyardError as exc:  # the reconciler sends it later
-            log.warning("job %s: handed back but not re-dispatched: %s", job.id, exc)
         return None
     _remove_tree(backup_dir(settings, job.id))  # released as cancelled: finished
     return released.state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Task
+from celery.exceptions import Reject
 
 from trainyard.worker.app import TRAIN_NEXT, app
 
@@ -14,6 +15,9 @@ def train_next(self: Task, hint_job_id: int | None = None) -> int | None:
     A message is a slot (docs/architecture.md): a duplicate delivery finds nothing to claim and
     returns quietly, so no job is ever trained twice because of the broker.
     """
-    from trainyard.worker import runner
+    from trainyard.worker import child, runner
 
+    if child.handback_requested():
+        # This worker is shutting down but still consuming: keep the slot for another worker.
+        raise Reject("worker shutting down", requeue=True)
     return runner.train_next(node=self.request.hostname or "worker", hint_job_id=hint_job_id)
