@@ -163,3 +163,12 @@ def test_eta_of_a_resumed_job_ignores_the_epochs_of_its_earlier_run():
     assert resumed.eta_seconds(NOW) == pytest.approx(5 * 20 - 20)
     only_one = RunningJob(job, earlier + since[:1])
     assert only_one.seconds_per_epoch() == pytest.approx(10.0)  # epoch 4 ended 10 s after the restart
+
+
+@pytest.mark.parametrize("width", [60, 160])
+def test_a_second_attempt_and_a_pending_cancel_are_shown_with_the_running_job(frame_text, width):
+    job = make_job(5, "retrying", JobState.RUNNING, attempts=2, max_attempts=3, cancel_requested=True, started_at=ago(9))
+    text = flat(frame_text(Snapshot(taken_at=NOW, source="db", running=(RunningJob(job),)), width=width))
+    assert "#5 retrying (attempt 2 of 3, cancelling)" in text
+    first = make_job(6, "fresh", JobState.RUNNING, started_at=ago(9))
+    assert "#6 fresh (" not in flat(frame_text(Snapshot(taken_at=NOW, source="db", running=(RunningJob(first),)), width=width))

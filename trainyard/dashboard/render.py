@@ -122,6 +122,19 @@ def _job_label(job: JobRecord) -> str:
     return f"#{job.id} {job.name}"
 
 
+def _running_label(job: JobRecord) -> Text:
+    """``#3 mlp``, with what a watcher should know about this run: a second attempt, a pending cancel."""
+    label = Text(_job_label(job))
+    notes = []
+    if job.attempts > 1:
+        notes.append(f"attempt {job.attempts} of {job.max_attempts}")
+    if job.cancel_requested:
+        notes.append("cancelling")
+    if notes:
+        label.append(f" ({', '.join(notes)})", style="yellow")
+    return label
+
+
 def _state_text(state: JobState) -> Text:
     return Text(state.value, style=_STATE_STYLE.get(state, ""))
 
@@ -241,7 +254,7 @@ def _running(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
         job = running.job
         elapsed = seconds_between(job.started_at, now) if job.started_at else None
         table.add_row(
-            _job_label(job),
+            _running_label(job),
             running.worker or job.lease_owner or "–",
             _progress(running, 10),
             format_duration(elapsed),
@@ -261,7 +274,9 @@ def _running_stacked(snapshot: Snapshot, now: datetime, width: int, caption: str
         job = running.job
         elapsed = seconds_between(job.started_at, now) if job.started_at else None
         head = Text()
-        head.append(_job_label(job), style="bold")
+        label = _running_label(job)
+        label.stylize("bold", 0, len(_job_label(job)))
+        head.append_text(label)
         worker = running.worker or job.lease_owner
         if worker:
             head.append(f" on {worker}")
