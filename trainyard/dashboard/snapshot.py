@@ -287,6 +287,8 @@ def _job_json(job: JobRecord) -> dict[str, Any]:
         "state": job.state.value,
         "priority": job.priority,
         "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "cancel_requested": job.cancel_requested,
         "epochs_total": job.epochs_total,
         "started_at": _iso(job.started_at),
     }
