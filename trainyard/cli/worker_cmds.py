@@ -158,6 +158,7 @@ def run(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, concu
             "`trainyard worker` trains them"
         )
         sys.exit(130)
+    console.line()
     stopped = local.stop()
     Console(highlight=False).print(summary_table(final))
     unfinished = [j for j in final if not j.state.is_finished]

@@ -1,0 +1,69 @@
+"""``trainyard worker | reconcile | run`` from the command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from trainyard.cli import main
+from trainyard.config import Settings
+from trainyard.db import JobState, Store
+from trainyard.worker import broker
+from worker_support import write_spec
+
+
+def test_worker_dry_run_prints_the_plan_and_the_celery_command(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["worker", "--dry-run", "-n", "gpu-box@%h", "-c", "2", "--", "--without-gossip"])
+    assert result.exit_code == 0, result.output
+    assert "trainyard worker gpu-box@%h" in result.output
+    assert "2 CPU training process(es)" in result.output or "GPU" in result.output
+    assert "celery -A trainyard.worker worker -n gpu-box@%h -c 2 -P prefork -Q trainyard" in result.output
+    assert "--without-gossip" in result.output
+    assert "broker:    sqla+sqlite:///" in result.output
+
+
+def test_worker_refuses_an_unreachable_broker_naming_it_without_password(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINYARD_BROKER_URL", "redis://:hunter2@127.0.0.1:1/0")
+    result = CliRunner().invoke(main, ["worker"])
+    assert result.exit_code == 2
+    assert "redis://:***@127.0.0.1:1/0" in result.output and "hunter2" not in result.output
+
+
+def test_reconcile_sends_the_missing_slots(env: dict[str, str], settings: Settings) -> None:
+    store = Store.open(settings.db_url)
+    ids = [j.id for j in store.add_jobs([{"name": "j", "training": {"epochs": 2}}] * 2)]
+    result = CliRunner().invoke(main, ["reconcile"])
+    assert result.exit_code == 0, result.output
+    assert f"re-dispatched {ids[0]}, {ids[1]}" in result.output
+    assert broker.queue_size(settings) == 2
+
+
+@pytest.mark.slow
+def test_run_trains_everything_and_exits_by_outcome(tmp_path: Path, env: dict[str, str], settings: Settings) -> None:
+    good = write_spec(tmp_path, "good", epochs=2)
+    bad = write_spec(tmp_path, "bad", epochs=2, lr=1e12)
+    cli = [sys.executable, "-m", "trainyard"]
+
+    ok = subprocess.run([*cli, "run", str(good)], capture_output=True, text=True, env=env, timeout=600)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    store = Store.open(settings.db_url)
+    (job,) = store.list_jobs()
+    assert job.state is JobState.SUCCEEDED
+    row = next(line for line in ok.stdout.splitlines() if re.search(rf"\b{job.id}\b.*good", line))
+    assert f"{job.val_mse['y']:.4g}" in row and f"{job.test_mse['y']:.4g}" in row
+
+    mixed = subprocess.run([*cli, "run", str(good), str(bad)], capture_output=True, text=True, env=env, timeout=600)
+    assert mixed.returncode == 1, mixed.stdout + mixed.stderr
+    newest = {j.name: j.state for j in store.list_jobs(limit=2)}
+    assert newest == {"good": JobState.SUCCEEDED, "bad": JobState.FAILED}
+    assert "epoch 1: loss is" in mixed.stdout
+    # the local workers were stopped cleanly
+    assert all(w.state.value == "stopped" for w in store.list_workers())
