@@ -198,3 +198,27 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_single_device(tmp_path: P
         for name in ("output_1", "output_2"):
             assert m["val_mse"][name] == pytest.approx(s["val_mse"][name], rel=1e-3)
         assert m["loss"] == pytest.approx(s["loss"], rel=1e-3)
+
+
+_ONE_RUN = textwrap.dedent(
+    """
+    import json, sys
+    from trainyard.specs import load_spec
+    from trainyard.training import train
+    result = train(load_spec(sys.argv[1], overrides=["training.epochs=3"]), model_path=sys.argv[2])
+    print(json.dumps({"epochs": [m.as_dict() for m in result.epochs], "test_mse": result.test_mse}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_same_metrics_in_separate_processes(tmp_path: Path) -> None:
+    runs = []
+    for i in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", _ONE_RUN, str(SPECS / "multi_output.yaml"), str(tmp_path / f"{i}.keras")],
+            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=REPO, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert runs[0] == runs[1]
