@@ -72,7 +72,10 @@ def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source)), Path.cwd(), None
     if isinstance(source, os.PathLike) or (
-        isinstance(source, str) and "\n" not in source and (source.endswith(_SPEC_SUFFIXES) or Path(source).is_file())
+        # a one-line string without ":" cannot be a YAML spec, so it is a (maybe mistyped) path
+        isinstance(source, str)
+        and "\n" not in source
+        and (source.endswith(_SPEC_SUFFIXES) or ":" not in source or Path(source).is_file())
     ):
         path = Path(source).expanduser()
         try:
