@@ -104,6 +104,21 @@ def test_single_output_and_normalized_csv_inputs(tmp_path: Path, housing_csv: Pa
     assert np.allclose(np.ravel(norm.mean), data.train.x["x"].mean(axis=0), rtol=1e-5)
 
 
+def test_dropout_and_batch_normalization_are_off_in_the_validation_mse(tmp_path: Path) -> None:
+    spec = load_spec(
+        SPECS / "mlp.yaml",
+        overrides=[
+            "training.epochs=2",
+            "layers[1]={type: Dropout, rate: 0.5}",
+            "layers[2]={type: BatchNormalization}",
+            "training.optimizer={name: adam, learning_rate: 0.01}",
+        ],
+    )
+    result = train(spec, model_path=tmp_path / "d.keras")
+    expected = _numpy_mse(result.model_path, load_data(spec).valid)
+    assert result.epochs[-1].val_mse["output"] == pytest.approx(expected["output"], rel=1e-5)
+
+
 def test_cancel_raises_cancelled_and_saves_nothing(tmp_path: Path) -> None:
     spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=5"])
     sink = Recorder(stop_after_epoch=1)
