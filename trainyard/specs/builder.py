@@ -6,7 +6,6 @@ stays light for Celery's parent process and quick CLI commands.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import numpy as np
 
 from trainyard.errors import Problem, SpecError
 from trainyard.specs.graph import build_order
-from trainyard.specs.schema import JobSpec
+from trainyard.specs.schema import JobSpec, did_you_mean
 
 if TYPE_CHECKING:
     import keras
@@ -176,7 +175,7 @@ def check_optimizer(spec: JobSpec) -> list[Problem]:
     for key, value in opt.args.items():
         path = f"training.optimizer.{key}"
         if key not in allowed:
-            problems.append(Problem(path, f"unknown argument for {cls.__name__}{_hint(key, allowed)}"))
+            problems.append(Problem(path, f"unknown argument for {cls.__name__}{did_you_mean(key, allowed)}"))
         elif not isinstance(value, (int, float, bool, str)) and value is not None:
             problems.append(Problem(path, f"expected a number, received {value!r}"))
     if problems:
@@ -249,7 +248,7 @@ def _layer_class(i: int, type_name: str, args: dict[str, Any]) -> tuple[type | N
 
     cls = getattr(keras.layers, type_name, None) if not type_name.startswith("_") else None
     if not isinstance(cls, type):
-        return None, [Problem(f"layers[{i}].type", f"unknown layer type {type_name!r}{_hint(type_name, allowed_layer_types())}")]
+        return None, [Problem(f"layers[{i}].type", f"unknown layer type {type_name!r}{did_you_mean(type_name, allowed_layer_types())}")]
     why = _refusal(type_name, cls)
     if why is not None:
         return None, [Problem(f"layers[{i}].type", f"layer type {type_name!r} is refused: {why}")]
@@ -259,7 +258,7 @@ def _layer_class(i: int, type_name: str, args: dict[str, Any]) -> tuple[type | N
     problems = []
     for key in args:
         if key not in accepted:
-            problems.append(Problem(f"layers[{i}].{key}", f"unknown argument for {type_name}{_hint(key, sorted(accepted))}"))
+            problems.append(Problem(f"layers[{i}].{key}", f"unknown argument for {type_name}{did_you_mean(key, sorted(accepted))}"))
     required = [
         p.name
         for p in signature.parameters.values()
@@ -271,11 +270,6 @@ def _layer_class(i: int, type_name: str, args: dict[str, Any]) -> tuple[type | N
         if key not in args:
             problems.append(Problem(f"layers[{i}].{key}", f"required by {type_name}, but missing"))
     return cls, problems
-
-
-def _hint(value: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _shape(tensor: Any) -> str:

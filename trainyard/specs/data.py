@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trainyard.errors import DataError, Problem
-from trainyard.specs.schema import BUILTIN_DATASETS, BUILTIN_PREFIX, JobSpec
+from trainyard.specs.schema import BUILTIN_DATASETS, BUILTIN_PREFIX, JobSpec, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -198,13 +198,10 @@ def _check_columns(spec: JobSpec, frame: pd.DataFrame, where: str, is_csv: bool)
 
 
 def _column_problem(frame: pd.DataFrame, col: str, available: list[str], is_csv: bool) -> str | None:
-    import difflib
-
     import pandas as pd
 
     if col not in frame.columns:
-        close = difflib.get_close_matches(col, available, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(available)})"
+        hint = did_you_mean(col, available) or f" (available: {', '.join(available)})"
         return f"unknown column {col!r}{hint}"
     series = frame[col]
     if isinstance(series, pd.DataFrame):

@@ -175,7 +175,7 @@ class OutputSpec(_Model):
     @classmethod
     def _known_loss(cls, value: str) -> str:
         if value not in LOSSES:
-            raise ValueError(f"unknown loss {value!r}{_did_you_mean(value, LOSSES)}")
+            raise ValueError(f"unknown loss {value!r}{did_you_mean(value, LOSSES)}")
         return value
 
     def document(self) -> dict[str, Any]:
@@ -196,7 +196,7 @@ class OptimizerSpec(_Model):
     @classmethod
     def _known(cls, value: str) -> str:
         if value.lower() not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {value!r}{_did_you_mean(value.lower(), OPTIMIZERS)}")
+            raise ValueError(f"unknown optimizer {value!r}{did_you_mean(value.lower(), OPTIMIZERS)}")
         return value.lower()
 
 
@@ -400,7 +400,7 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
         return "required, but missing"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
-        hint = _did_you_mean(str(loc[-1]), allowed) if allowed else ""
+        hint = did_you_mean(str(loc[-1]), allowed) if allowed else ""
         listing = f" (expected one of: {', '.join(sorted(allowed))})" if allowed and not hint else ""
         return f"unknown key{hint}{listing}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -448,7 +448,8 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return [name for name in model.model_fields if name not in ("input_is_list", "args")]
 
 
-def _did_you_mean(value: str, choices: Any) -> str:
+def did_you_mean(value: str, choices: Any) -> str:
+    """`` (did you mean 'units'?)`` when a choice is close to ``value``, else an empty string."""
     close = difflib.get_close_matches(value, sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
