@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +67,34 @@ def test_run_trains_everything_and_exits_by_outcome(tmp_path: Path, env: dict[st
     assert "epoch 1: loss is" in mixed.stdout
     # the local workers were stopped cleanly
     assert all(w.state.value == "stopped" for w in store.list_workers())
+
+
+@pytest.mark.slow
+def test_run_interrupted_stops_its_worker_and_leaves_the_job_queued(
+    tmp_path: Path, env: dict[str, str], settings: Settings
+) -> None:
+    from trainyard.worker.local import wait_until
+
+    spec = write_spec(tmp_path, "endless", epochs=100000, batch_size=2)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "trainyard", "run", str(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        store_ready = wait_until(lambda: (settings.home / "trainyard.sqlite").exists(), 120)
+        assert store_ready
+        store = Store.open(settings.db_url)
+        assert wait_until(lambda: any(j.epochs_done >= 1 for j in store.list_jobs()), 240)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, out + err
+    assert "stay queued" in err
+    (job,) = store.list_jobs()
+    assert job.state is JobState.QUEUED and job.attempts == 0 and job.epochs_done >= 1  # handed back
+    assert [w.state.value for w in store.list_workers()] == ["stopped"]

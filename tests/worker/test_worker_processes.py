@@ -108,7 +108,7 @@ def test_embedded_broker_priorities_duplicates_pickle_divergence_and_graceful_ha
     assert again.attempts == 1 and _epochs(store, high) == [1, 2]
 
     # SIGTERM while training: the job is handed back (no attempt used), and another worker resumes it.
-    long = _submit(tmp_path, "long", settings, epochs=40, batch_size=2)
+    long = _submit(tmp_path, "long", settings, epochs=150, batch_size=2)
     _wait_epochs(store, long, 2)
     assert w1.stop() == 0
     handed = store.get_job(long)
@@ -117,7 +117,7 @@ def test_embedded_broker_priorities_duplicates_pickle_divergence_and_graceful_ha
     w2 = start_worker("w2", env)
     (done,) = _wait_finished(store, [long], [w2])
     assert done.state is JobState.SUCCEEDED and done.attempts == 1
-    assert _epochs(store, long) == list(range(1, 41))
+    assert _epochs(store, long) == list(range(1, 151))
     assert "resumed after epoch" in w2.log_tail(400)
 
 
@@ -155,7 +155,7 @@ def test_two_workers_on_redis_and_postgres_survive_a_flush_a_kill_and_a_cancel(
     assert wait_until(lambda: {w.name.split("@")[0] for w in store.list_workers()} >= {"w1", "w2"}, 30)
 
     # kill -9 of the worker training a job: it resumes on the other worker, every epoch stored once.
-    long = _submit(tmp_path, "long", settings, epochs=40, batch_size=2)
+    long = _submit(tmp_path, "long", settings, epochs=150, batch_size=2)
     running = _wait_epochs(store, long, 2)
     victim = (running.lease_owner or "").split("@")[0]
     survivor = workers["w2" if victim == "w1" else "w1"]
@@ -163,7 +163,7 @@ def test_two_workers_on_redis_and_postgres_survive_a_flush_a_kill_and_a_cancel(
     (done,) = _wait_finished(store, [long], [survivor])
     assert done.state is JobState.SUCCEEDED and done.attempts == 2, done
     assert (done.lease_owner or "").split("@")[0] != victim
-    assert _epochs(store, long) == list(range(1, 41))
+    assert _epochs(store, long) == list(range(1, 151))
     assert "resumed after epoch" in survivor.log_tail(400)
 
     # Cancel of a running job: it ends cancelled and the worker takes the next job.

@@ -8,10 +8,12 @@ experience: submit, train with a background worker, watch, summarise.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -148,7 +150,8 @@ def run(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, concu
     store = Store.open(settings.db_url)
     ids = [job.id for job in jobs]
     try:
-        final = _watch(store, ids, local, console, timeout)
+        with _interrupt_on_termination():
+            final = _watch(store, ids, local, console, timeout)
     except KeyboardInterrupt:
         console.print("stopping the worker (a running job is handed back)...")
         local.stop()
@@ -168,6 +171,24 @@ def run(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, concu
         if local.returncode() not in (None, 0):
             console.print(local.log_tail())
     sys.exit(0 if all(j.state is JobState.SUCCEEDED for j in final) else 1)
+
+
+@contextlib.contextmanager
+def _interrupt_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP (terminal closed) stop ``trainyard run`` like Ctrl-C: the worker is stopped too."""
+
+    def _interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _watch(store: Any, ids: list[int], local: Any, console: Any, timeout: float | None) -> list[JobRecord]:

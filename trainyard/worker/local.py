@@ -17,6 +17,9 @@ from pathlib import Path
 
 from trainyard import defaults
 
+#: Set for a background worker: the pid of the process that started it and owns its life.
+PARENT_PID_ENV = "TRAINYARD_PARENT_PID"
+
 #: Seconds a warm shutdown may take before the worker is killed.
 STOP_TIMEOUT_SECONDS = 60.0
 
@@ -62,6 +65,8 @@ class LocalWorker:
         self.concurrency = concurrency
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # The worker shuts down (warm: jobs handed back) if this process dies without stopping it.
+        self.env[PARENT_PID_ENV] = str(os.getpid())
         self.argv = worker_argv(name, concurrency, loglevel, extra)
         self.process: subprocess.Popen[bytes] | None = None
 

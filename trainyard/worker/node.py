@@ -10,6 +10,8 @@ for why there). On shutdown it writes the state ``stopped``. It never imports Te
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import threading
 import time
@@ -95,9 +97,20 @@ class NodeKeeper:
         except Exception as exc:
             log.warning("reconciler pass failed: %s", exc)
 
+    def _orphaned(self) -> bool:
+        """True when this worker was started by ``trainyard run`` (or a test) that has since died."""
+        from trainyard.worker.local import PARENT_PID_ENV
+
+        owner = os.environ.get(PARENT_PID_ENV)
+        return bool(owner) and os.getppid() != int(owner)
+
     def _run(self) -> None:
         next_reconcile = time.monotonic()
         while not self._stop.is_set():
+            if self._orphaned():
+                log.warning("the process that started worker %s is gone: shutting down", self.name)
+                os.kill(os.getpid(), signal.SIGTERM)  # warm shutdown: running jobs are handed back
+                return
             self.heartbeat()
             if self.reconcile_enabled and time.monotonic() >= next_reconcile:
                 self.reconcile()
