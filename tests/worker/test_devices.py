@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from trainyard.errors import TrainyardError
@@ -69,3 +71,18 @@ def test_concurrency_override_and_its_validation() -> None:
     assert plan_worker([], cpu_count=2, concurrency=3).concurrency == 3
     with pytest.raises(TrainyardError, match="received 0"):
         plan_worker([], cpu_count=2, concurrency=0)
+
+
+def test_per_gpu_pins_each_pool_child_to_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from billiard.process import current_process
+
+    from trainyard.worker import child
+
+    monkeypatch.setenv("TRAINYARD_PIN_GPUS", "3,5")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "all-of-them")
+    seen = []
+    for index in (0, 1, 2):
+        monkeypatch.setattr(current_process(), "index", index, raising=False)
+        child._pin_gpu()
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["3", "5", "3"]

@@ -167,12 +167,16 @@ def test_two_workers_on_redis_and_postgres_survive_a_flush_a_kill_and_a_cancel(
     assert "resumed after epoch" in survivor.log_tail(400)
 
     # Cancel of a running job: it ends cancelled and the worker takes the next job.
-    doomed = _submit(tmp_path, "doomed", settings, epochs=500, batch_size=2)
+    doomed = _submit(tmp_path, "doomed", settings, epochs=5000, batch_size=2)
     _wait_epochs(store, doomed, 1)
+    # The dashboard sees the worker busy with it (parent-process heartbeat).
+    assert wait_until(
+        lambda: any(w.current_job_id == doomed and w.state.value == "busy" for w in store.list_workers()), 60
+    )
     operations.cancel([doomed], settings=settings)
     after = _submit(tmp_path, "after", settings)
     cancelled, finished = _wait_finished(store, [doomed, after], [survivor])
-    assert cancelled.state is JobState.CANCELLED and cancelled.epochs_done < 500
+    assert cancelled.state is JobState.CANCELLED and cancelled.epochs_done < 5000
     assert finished.state is JobState.SUCCEEDED
 
 
