@@ -57,9 +57,7 @@ def init_process() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
     _pin_gpu()
-    from trainyard.worker import runner
-
-    runner.forget_store()  # never use a database connection inherited from the parent
+    # Database connections inherited from the parent are dropped by trainyard.db at fork.
     if handback_requested():
         return  # a replacement child forked during shutdown: it will train nothing
     configure_tensorflow()

@@ -21,30 +21,22 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trainyard.config import Settings
-from trainyard.db.records import JobRecord, JobState
+from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
+from trainyard.worker import child
 from trainyard.worker.lease import Lease
-
-if TYPE_CHECKING:
-    from trainyard.db import Store
 
 log = logging.getLogger(__name__)
 
 #: Key of the spec document under which ``submit`` stores the data fingerprint taken at submit.
 FINGERPRINT_KEY = "data_fingerprint"
-
-
-def forget_store() -> None:
-    """Called in a fresh pool child: nothing to do today (the store drops inherited connections
-    itself at fork), kept as the one place a child resets per-process state."""
 
 
 def owner_name(node: str) -> str:
@@ -81,8 +73,6 @@ class StoreSink:
     def on_epoch(self, metrics: Any) -> None:
         if self.lease.lost:
             return
-        from trainyard.db.store import LeaseLost
-
         try:
             self.store.record_epoch(self.job_id, self.owner, metrics)
         except LeaseLost as exc:
@@ -97,8 +87,6 @@ class StoreSink:
 
 def train_next(node: str, hint_job_id: int | None = None, settings: Settings | None = None) -> int | None:
     """Claim the best queued job and train it to the end; return its id, or None if none was queued."""
-    from trainyard.db import Store
-
     settings = settings or Settings.from_env()
     store = Store.open(settings.db_url)
     owner = owner_name(node)
@@ -115,8 +103,6 @@ def run_job(store: Store, job: JobRecord, owner: str, settings: Settings, *, str
     """Train a job ``owner`` has claimed and record how it ended; returns the state written (None if
     the lease was lost or the job handed back)."""
     lease = Lease(store, job.id, owner, settings.lease_seconds, settings.heartbeat_seconds).start()
-    from trainyard.worker import child
-
     sink = StoreSink(store, job.id, owner, lease, handback=child.handback_requested)
     previous = _catch_sigterm(sink)
     try:
@@ -129,8 +115,6 @@ def run_job(store: Store, job: JobRecord, owner: str, settings: Settings, *, str
 def _run(
     store: Store, job: JobRecord, owner: str, settings: Settings, sink: StoreSink, strategy: Any
 ) -> JobState | None:
-    from trainyard.db.store import LeaseLost
-
     lease = sink.lease
     target = model_path(settings, job.id)
     # Each attempt writes its own file, renamed over model.keras only once it succeeded: a worker
@@ -139,14 +123,11 @@ def _run(
     try:
         spec = prepare_spec(store, job, settings)
         if strategy is None:
-            from trainyard.worker import child
-
             strategy = child.strategy()
         from trainyard import training
 
-        replicas = getattr(strategy, "num_replicas_in_sync", 1)
-        log.info("job %s: training on %s", job.id, f"{replicas} replicas (MirroredStrategy)" if strategy else "the default strategy")
-
+        if strategy is not None:
+            log.info("job %s: training on %s replicas (MirroredStrategy)", job.id, strategy.num_replicas_in_sync)
         target.parent.mkdir(parents=True, exist_ok=True)
         if job.epochs_done == 0:
             # A first attempt, or a retry from scratch: never resume from an earlier run's backup.
@@ -158,12 +139,10 @@ def _run(
         state = _stopped(store, job, owner, settings, sink)
         _discard(partial)
         return state
-    except TrainyardError as exc:
+    except TrainyardError as exc:  # divergence, data missing or changed, unwritable artifacts
         _discard(partial)
         if lease.lost:
             return None
-        if sink.handing_back() and not isinstance(exc, DataError):
-            return _hand_back(store, job, owner, settings)
         return _end(store, job, owner, JobState.FAILED, settings, error=str(exc))
     except Exception as exc:  # a bug or a TensorFlow error (out of memory...): fail the job, keep the worker
         _discard(partial)
@@ -176,22 +155,17 @@ def _run(
     if lease.lost:
         _discard(partial)
         return None
-    lease.stop()
     os.replace(partial, target)
-    try:
-        return _end(
-            store,
-            job,
-            owner,
-            JobState.SUCCEEDED,
-            settings,
-            test_mse=dict(result.test_mse or {}),
-            val_mse=dict(result.val_mse or {}),
-            model_path=str(target),
-        )
-    except LeaseLost as exc:
-        log.warning("job %s: finished training but %s", job.id, exc)
-        return None
+    return _end(
+        store,
+        job,
+        owner,
+        JobState.SUCCEEDED,
+        settings,
+        test_mse=dict(result.test_mse or {}),
+        val_mse=dict(result.val_mse or {}),
+        model_path=str(target),
+    )
 
 
 def _stopped(store: Store, job: JobRecord, owner: str, settings: Settings, sink: StoreSink) -> JobState | None:
@@ -211,8 +185,6 @@ def _hand_back(store: Store, job: JobRecord, owner: str, settings: Settings) -> 
     take the job straight back. ``release`` clears ``dispatched_at``, so the next reconciler pass
     of any worker (or of a worker started later) sends its slot at once.
     """
-    from trainyard.db.store import LeaseLost
-
     try:
         released = store.release(job.id, owner)
     except LeaseLost as exc:
@@ -228,8 +200,6 @@ def _hand_back(store: Store, job: JobRecord, owner: str, settings: Settings) -> 
 def _end(
     store: Store, job: JobRecord, owner: str, state: JobState, settings: Settings, **fields: Any
 ) -> JobState | None:
-    from trainyard.db.store import LeaseLost
-
     try:
         record = store.finish(job.id, owner, state, **fields)
     except LeaseLost as exc:
@@ -307,7 +277,3 @@ def _catch_sigterm(sink: StoreSink) -> Any:
 def _restore_sigterm(previous: Any) -> None:
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, previous)
-
-
-def host_name() -> str:
-    return socket.gethostname()
