@@ -16,6 +16,7 @@ variable                       meaning                                          
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -29,8 +30,8 @@ def _default_home() -> Path:
     return base / "trainyard"
 
 
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -58,7 +59,7 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env["TRAINYARD_HOME"]).expanduser() if env.get("TRAINYARD_HOME") else _default_home()
         db_url = env.get("TRAINYARD_DB_URL") or f"sqlite:///{home / 'trainyard.sqlite'}"
@@ -74,18 +75,18 @@ class Settings:
             if roots_raw
             else ()
         )
-        lease = _float_env("TRAINYARD_LEASE_SECONDS", defaults.LEASE_SECONDS)
-        heartbeat = _float_env("TRAINYARD_HEARTBEAT_SECONDS", min(defaults.HEARTBEAT_SECONDS, lease / 4))
+        lease = _float_env(env, "TRAINYARD_LEASE_SECONDS", defaults.LEASE_SECONDS)
+        heartbeat = _float_env(env, "TRAINYARD_HEARTBEAT_SECONDS", min(defaults.HEARTBEAT_SECONDS, lease / 4))
         return cls(
             home=home,
             db_url=db_url,
             broker_url=broker_url,
             artifact_root=artifact_root,
             data_roots=data_roots,
-            max_attempts=int(_float_env("TRAINYARD_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS)),
+            max_attempts=int(_float_env(env, "TRAINYARD_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS)),
             lease_seconds=lease,
             heartbeat_seconds=heartbeat,
-            reconcile_seconds=_float_env("TRAINYARD_RECONCILE_SECONDS", defaults.RECONCILE_SECONDS),
+            reconcile_seconds=_float_env(env, "TRAINYARD_RECONCILE_SECONDS", defaults.RECONCILE_SECONDS),
         )
 
     @property
