@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from trainyard.cli import main
-from trainyard.dashboard.render import format_mse
+from trainyard.display import format_mse
 from trainyard.db import JobState, Store, WorkerState
 from trainyard.db.engine import dispose_all
 

@@ -8,7 +8,8 @@ import re
 import pytest
 from dashboard_builders import NOW, ago, make_epochs, make_job
 
-from trainyard.dashboard.render import NARROW_WIDTH, format_duration, format_mse, progress_bar, sparkline
+from trainyard.dashboard.render import NARROW_WIDTH, format_duration, progress_bar, sparkline
+from trainyard.display import format_mse
 from trainyard.dashboard.snapshot import RunningJob, Snapshot
 from trainyard.db.records import EpochRecord, JobState, WorkerRecord, WorkerState
 

@@ -10,7 +10,8 @@ import pytest
 from dashboard_builders import print_to_text
 
 import trainyard.db.store as store_module
-from trainyard.dashboard.render import format_mse, render
+from trainyard.dashboard.render import render
+from trainyard.display import format_mse
 from trainyard.dashboard.snapshot import read_snapshot, snapshot_reader, utcnow
 from trainyard.db import JobState, Store, WorkerState
 from trainyard.db.engine import dispose_all

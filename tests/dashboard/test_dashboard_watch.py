@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from dashboard_builders import print_to_text
 
-from trainyard.dashboard.render import format_mse, render
+from trainyard.dashboard.render import render
+from trainyard.display import format_mse
 from trainyard.dashboard.snapshot import snapshot_reader, utcnow
 from trainyard.db import Store
 from trainyard.db.engine import dispose_all

@@ -14,18 +14,12 @@ from typing import Any
 import click
 
 from trainyard import defaults
+from trainyard.display import format_mse, format_mse_map, styled_state
 from trainyard.db.records import EpochRecord, JobRecord, JobState
 
 #: Jobs ``trainyard jobs`` shows unless ``--limit`` says otherwise (the newest ones).
 DEFAULT_LIST_LIMIT = 100
 
-_STATE_STYLE = {
-    JobState.QUEUED: "cyan",
-    JobState.RUNNING: "yellow",
-    JobState.SUCCEEDED: "green",
-    JobState.FAILED: "red",
-    JobState.CANCELLED: "magenta",
-}
 
 
 def _echo_json(value: Any) -> None:
@@ -94,7 +88,7 @@ def jobs_table(rows: Sequence[JobRecord], now: datetime) -> Any:
     table.add_column("VAL MSE", overflow="fold")
     table.add_column("AGE", justify="right", no_wrap=True)
     for job in rows:
-        state = f"[{_STATE_STYLE[job.state]}]{job.state}[/]"
+        state = styled_state(job.state)
         if job.cancel_requested and job.state is JobState.RUNNING:
             state += " (cancelling)"
         table.add_row(
@@ -103,7 +97,7 @@ def jobs_table(rows: Sequence[JobRecord], now: datetime) -> Any:
             state,
             f"{job.attempts}/{job.max_attempts}",
             job.progress,
-            format_mse(job.val_mse),
+            format_mse_map(job.val_mse),
             format_age(now - job.created_at),
         )
     return table
@@ -133,15 +127,15 @@ def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    state = f"[{_STATE_STYLE[job.state]}]{job.state}[/]" + (" (cancel requested)" if job.cancel_requested else "")
+    state = styled_state(job.state) + (" (cancel requested)" if job.cancel_requested else "")
     lines: list[tuple[str, str | None]] = [
         ("job", f"{job.id}  {job.name}"),
         ("state", state),
         ("attempts", f"{job.attempts} of {job.max_attempts}"),
         ("priority", str(job.priority)),
         ("progress", f"epoch {job.epochs_done} of {job.epochs_total}"),
-        ("val MSE", format_mse(job.val_mse) or None),
-        ("test MSE", format_mse(job.test_mse) or None),
+        ("val MSE", format_mse_map(job.val_mse) or None),
+        ("test MSE", format_mse_map(job.test_mse) or None),
         ("model", job.model_path),
         ("error", job.error),
         ("worker", job.lease_owner if job.state is JobState.RUNNING else None),
@@ -163,7 +157,7 @@ def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
         table.add_column(f"VAL MSE {name}", justify="right")
     for e in epochs:
         table.add_row(
-            str(e.epoch), _num(e.loss), _num(e.val_loss), *(_num(e.outputs.get(n, {}).get("val_mse")) for n in outputs)
+            str(e.epoch), format_mse(e.loss), format_mse(e.val_loss), *(format_mse(e.outputs.get(n, {}).get("val_mse")) for n in outputs)
         )
     return Group(facts, "", table)
 
@@ -192,11 +186,6 @@ def retry(job_ids: tuple[str, ...], no_dispatch: bool) -> None:
         click.echo(f"{job.id}\t{job.name}\tqueued")
 
 
-def format_mse(values: dict[str, float | None]) -> str:
-    """``{"price": 0.1234}`` -> ``price=0.1234``; several outputs are comma-separated."""
-    return ", ".join(f"{name}={_num(value)}" for name, value in values.items())
-
-
 def format_age(delta: Any) -> str:
     """A short age: ``42s``, ``5m``, ``3h``, ``2d``."""
     seconds = max(0, int(delta.total_seconds()))
@@ -204,12 +193,6 @@ def format_age(delta: Any) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}"
 
 
 def _when(value: datetime | None) -> str | None:

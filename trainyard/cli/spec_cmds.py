@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from trainyard.display import format_mse
 from trainyard.errors import SpecError
 
 
@@ -107,7 +108,7 @@ def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_pa
     table.add_column("test MSE", justify="right")
     for name in spec.outputs:
         test = result.test_mse.get(name) if result.test_mse else None
-        table.add_row(name, f"{result.val_mse[name]:.6g}", "-" if test is None else f"{test:.6g}")
+        table.add_row(name, format_mse(result.val_mse[name]), format_mse(test))
     out.print(table)
     out.print(f"model saved to {result.model_path}", highlight=False, soft_wrap=True)
 

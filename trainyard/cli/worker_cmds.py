@@ -19,15 +19,9 @@ from typing import Any
 import click
 
 from trainyard import defaults
+from trainyard.display import format_mse, format_mse_map, styled_state
 from trainyard.db.records import JobRecord, JobState
 
-_STATE_STYLE = {
-    JobState.QUEUED: "cyan",
-    JobState.RUNNING: "yellow",
-    JobState.SUCCEEDED: "green",
-    JobState.FAILED: "red",
-    JobState.CANCELLED: "magenta",
-}
 
 #: Seconds between two refreshes of ``trainyard run``'s progress display.
 RUN_REFRESH_SECONDS = 0.5
@@ -210,10 +204,6 @@ def _watch(store: Any, ids: list[int], local: Any, console: Any, timeout: float 
             time.sleep(RUN_REFRESH_SECONDS)
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
 def _bar(done: int, total: int, width: int = 20) -> str:
     filled = int(width * done / total) if total else 0
     return "█" * filled + "·" * (width - filled)
@@ -223,8 +213,6 @@ def progress_table(jobs: Sequence[JobRecord]) -> Any:
     """The live view of ``trainyard run``: one row per job with an epoch bar and the latest val MSE."""
     from rich.table import Table
 
-    from trainyard.cli.jobs_cmds import format_mse
-
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("JOB", "NAME", "STATE", "EPOCHS", "", "VAL MSE"):
         table.add_column(column)
@@ -232,10 +220,10 @@ def progress_table(jobs: Sequence[JobRecord]) -> Any:
         table.add_row(
             str(job.id),
             job.name,
-            f"[{_STATE_STYLE[job.state]}]{job.state}[/]",
+            styled_state(job.state),
             job.progress,
             _bar(job.epochs_done, job.epochs_total),
-            format_mse(job.val_mse),
+            format_mse_map(job.val_mse),
         )
     return table
 
@@ -255,10 +243,10 @@ def summary_table(jobs: Sequence[JobRecord]) -> Any:
             table.add_row(
                 str(job.id) if first else "",
                 job.name if first else "",
-                f"[{_STATE_STYLE[job.state]}]{job.state}[/]" if first else "",
+                styled_state(job.state) if first else "",
                 output,
-                _num(job.val_mse.get(output)),
-                _num(job.test_mse.get(output)),
+                format_mse(job.val_mse.get(output)),
+                format_mse(job.test_mse.get(output)),
             )
         if job.error and job.state is not JobState.SUCCEEDED:
             table.add_row("", "", "", f"[red]{job.error}[/]", "", "")

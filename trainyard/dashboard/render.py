@@ -24,6 +24,7 @@ from trainyard.dashboard.snapshot import (
     job_duration,
     seconds_between,
 )
+from trainyard.display import STATE_STYLE, format_mse
 from trainyard.db.records import JobRecord, JobState, WorkerRecord, WorkerState
 
 #: Below this many columns the running and finished jobs are stacked instead of tabulated.
@@ -34,13 +35,6 @@ WORKERS_NARROW_WIDTH = 80
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
-_STATE_STYLE = {
-    JobState.QUEUED: "yellow",
-    JobState.RUNNING: "cyan",
-    JobState.SUCCEEDED: "green",
-    JobState.FAILED: "red",
-    JobState.CANCELLED: "magenta",
-}
 
 
 def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None = None) -> RenderableType:
@@ -59,20 +53,6 @@ def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None
 
 
 # -- formatting ---------------------------------------------------------------------------------
-
-
-def format_mse(value: float | None) -> str:
-    """An MSE as the dashboard prints it: 4 significant digits (whole numbers from 1,000 to 10 million,
-    where an exponent would be harder to read), ``–`` when unknown, ``nan``/``inf`` as is."""
-    if value is None:
-        return "–"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if 1e3 <= abs(value) < 1e7:
-        return f"{value:.0f}"
-    return f"{value:.4g}"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -136,7 +116,7 @@ def _running_label(job: JobRecord) -> Text:
 
 
 def _state_text(state: JobState) -> Text:
-    return Text(state.value, style=_STATE_STYLE.get(state, ""))
+    return Text(state.value, style=STATE_STYLE.get(state, ""))
 
 
 # -- sections -----------------------------------------------------------------------------------
@@ -156,7 +136,7 @@ def _queue(snapshot: Snapshot, now: datetime) -> Text:
     pieces: list[Text] = []
     for state in JobState:
         piece = Text()
-        piece.append(f"{state.value} ", style=_STATE_STYLE[state])
+        piece.append(f"{state.value} ", style=STATE_STYLE[state])
         piece.append(str(snapshot.count(state)), style="bold")
         if state is JobState.QUEUED and snapshot.oldest_queued_at is not None:
             piece.append(f" (oldest waiting {format_duration(seconds_between(snapshot.oldest_queued_at, now))})")

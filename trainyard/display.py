@@ -1,0 +1,40 @@
+"""How trainyard shows job states and metrics on a terminal, the same in every command and the dashboard."""
+
+from __future__ import annotations
+
+import math
+
+from trainyard.db.records import JobState
+
+#: Rich style of each job state.
+STATE_STYLE = {
+    JobState.QUEUED: "yellow",
+    JobState.RUNNING: "cyan",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "magenta",
+}
+
+
+def styled_state(state: JobState) -> str:
+    """The state as Rich markup: ``[green]succeeded[/]``."""
+    return f"[{STATE_STYLE[state]}]{state.value}[/]"
+
+
+def format_mse(value: float | None) -> str:
+    """An MSE for people: 4 significant digits, whole numbers from 1,000 to 10 million (where an
+    exponent is harder to read), ``–`` when unknown, ``nan``/``inf`` as is."""
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if 1e3 <= abs(value) < 1e7:
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
+def format_mse_map(values: dict[str, float | None]) -> str:
+    """``{"output_1": 17577.2, "output_2": 0.1234}`` -> ``output_1=17577, output_2=0.1234``."""
+    return ", ".join(f"{name}={format_mse(value)}" for name, value in values.items())
