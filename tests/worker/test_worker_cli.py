@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from trainyard.cli import main
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
+from trainyard.display import format_mse
 from trainyard.worker import broker
 from worker_support import write_spec
 
@@ -58,7 +59,7 @@ def test_run_trains_everything_and_exits_by_outcome(tmp_path: Path, env: dict[st
     (job,) = store.list_jobs()
     assert job.state is JobState.SUCCEEDED
     row = next(line for line in ok.stdout.splitlines() if re.search(rf"\b{job.id}\b.*good", line))
-    assert f"{job.val_mse['y']:.4g}" in row and f"{job.test_mse['y']:.4g}" in row
+    assert format_mse(job.val_mse["y"]) in row and format_mse(job.test_mse["y"]) in row
 
     mixed = subprocess.run([*cli, "run", str(good), str(bad)], capture_output=True, text=True, env=env, timeout=600)
     assert mixed.returncode == 1, mixed.stdout + mixed.stderr
