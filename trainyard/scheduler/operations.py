@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from trainyard import defaults
@@ -23,6 +24,11 @@ from trainyard.errors import BrokerError, InvalidTransition, JobNotFound, Proble
 #: Key of the stored spec document holding the data fingerprint taken at submit; the worker
 #: compares it with the data it finds and fails the job if the data changed since.
 DATA_FINGERPRINT_KEY = "data_fingerprint"
+
+#: Key of the stored spec document holding the folders the job may read data from: the
+#: submitter's ``TRAINYARD_DATA_ROOTS``, or else the submitter's working directory. A worker
+#: whose own environment sets ``TRAINYARD_DATA_ROOTS`` enforces that instead.
+DATA_ROOTS_KEY = "data_roots"
 
 
 def open_store(settings: Settings | None = None) -> Store:
@@ -58,9 +64,10 @@ def submit(
     jobs are stored but the broker cannot be reached, :class:`BrokerError` says so (the jobs stay
     queued and are dispatched later by a worker's reconciler).
     """
-    from trainyard.specs import data_fingerprint, load_spec, validate_spec
+    from trainyard.specs import data_fingerprint, load_spec, outside_roots, validate_spec
 
     settings = settings or Settings.from_env()
+    roots, label = submit_data_roots(settings)
     sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not sources:
         raise SpecError("no spec given: pass at least one spec file")
@@ -70,12 +77,16 @@ def submit(
     for source in sources:
         try:
             spec = load_spec(source, overrides=overrides)
+            problems = outside_roots(spec, roots, label)
+            if problems:
+                raise SpecError(problems)
             validate_spec(spec)
         except SpecError as exc:
             failures.append(exc if exc.source else SpecError(exc.problems, source=str(source)))
             continue
         document = spec.document()
         document[DATA_FINGERPRINT_KEY] = data_fingerprint(spec)
+        document[DATA_ROOTS_KEY] = [str(root) for root in roots]
         documents.append(document)
     if failures:
         raise failures[0] if len(failures) == 1 else _combined(failures)
@@ -84,6 +95,13 @@ def submit(
     if dispatch:
         _dispatch(store, [job.id for job in jobs], settings)
     return jobs
+
+
+def submit_data_roots(settings: Settings) -> tuple[tuple[os.PathLike[str], ...], str]:
+    """The folders a job submitted now may read data from, and how to name them in a message."""
+    if settings.data_roots:
+        return settings.data_roots, "TRAINYARD_DATA_ROOTS"
+    return (Path.cwd().resolve(),), "the data roots (the working directory; submit from a folder that holds the data or set TRAINYARD_DATA_ROOTS)"
 
 
 def jobs(state: JobState | str | None = None, limit: int | None = None, *, settings: Settings | None = None) -> list[JobRecord]:

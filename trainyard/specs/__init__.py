@@ -14,7 +14,7 @@ from trainyard.specs.builder import (
     make_optimizer,
     validate_spec,
 )
-from trainyard.specs.data import Dataset, Split, data_fingerprint, data_paths, load_data
+from trainyard.specs.data import Dataset, Split, data_fingerprint, data_paths, load_data, outside_roots
 from trainyard.specs.loader import load_spec
 from trainyard.specs.schema import JobSpec
 
@@ -31,5 +31,6 @@ __all__ = [
     "load_data",
     "load_spec",
     "make_optimizer",
+    "outside_roots",
     "validate_spec",
 ]

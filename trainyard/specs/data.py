@@ -7,7 +7,9 @@ number of bad rows and the first bad lines, found when the spec is loaded, never
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +51,21 @@ def data_paths(spec: JobSpec) -> list[Path]:
     return list(spec.data_files().values())
 
 
+def outside_roots(spec: JobSpec, roots: Sequence[Path], label: str) -> list[Problem]:
+    """A problem for each data file of ``spec`` that is not under one of ``roots`` (symlinks followed).
+
+    Built-in data sets are always allowed. ``label`` says where the roots come from, for the message.
+    """
+    resolved_roots = [Path(root).resolve() for root in roots]
+    allowed = os.pathsep.join(str(root) for root in resolved_roots)
+    problems = []
+    for role, path in spec.data_files().items():
+        resolved = Path(path).resolve()
+        if not any(resolved.is_relative_to(root) for root in resolved_roots):
+            problems.append(Problem(f"data.{role}", f"{resolved} is outside {label} ({allowed})"))
+    return problems
+
+
 def data_fingerprint(spec: JobSpec) -> str:
     """A hash that changes when any data file changes: size, mtime and sha256 of its head and tail."""
     digest = hashlib.sha256()
@@ -80,13 +97,13 @@ def check_data(spec: JobSpec) -> list[Problem]:
         frame, is_csv = frame_or_problem
         where = f" in {role} file" if role in ("train", "valid", "test") else ""
         problems += _check_columns(spec, frame, where, is_csv)
-        if not problems and role == "source":
+        if not problems and len(frame) == 0:
+            problems.append(Problem(f"data.{role}", f"{_where(spec, role)} has a header but no rows"))
+        elif not problems and role == "source":
             split = spec.data.effective_split
             n_valid, n_test = _split_sizes(len(frame), split.valid, split.test)
             if len(frame) - n_valid - n_test < 1 or n_valid < 1:
                 problems.append(Problem("data.split", f"{len(frame)} rows leave no rows for training or validation"))
-        elif not problems and len(frame) == 0:
-            problems.append(Problem(f"data.{role}", "the file has no rows"))
     return problems
 
 
@@ -162,6 +179,8 @@ def _read_file(role: str, path: Path) -> tuple[pd.DataFrame, bool] | Problem:
                 frame = pd.read_csv(path, skipinitialspace=True)
             else:
                 frame = pd.read_parquet(path)
+        except pd.errors.EmptyDataError:
+            return Problem(f"data.{role}", f"{str(path)!r} is empty (not even a header line)")
         except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds; all mean "unreadable"
             return Problem(f"data.{role}", f"cannot read {str(path)!r}: {_first_line(exc)}")
         _remember(key, frame)
@@ -202,7 +221,7 @@ def _column_problem(frame: pd.DataFrame, col: str, available: list[str], is_csv:
 
     if col not in frame.columns:
         hint = did_you_mean(col, available) or f" (available: {', '.join(available)})"
-        return f"unknown column {col!r}{hint}"
+        return f"unknown column {col!r}{hint}{_delimiter_hint(available) if is_csv else ''}"
     series = frame[col]
     if isinstance(series, pd.DataFrame):
         return f"column {col!r} appears more than once"
@@ -225,6 +244,20 @@ def _column_problem(frame: pd.DataFrame, col: str, available: list[str], is_csv:
     if parts:
         return f"column {col!r} has " + " and ".join(parts)
     return None
+
+
+def _delimiter_hint(available: list[str]) -> str:
+    """A CSV read as one column whose name holds ``;``, tab or ``|`` uses another delimiter."""
+    if len(available) == 1:
+        for sep, label in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if sep in available[0]:
+                return f"; the file seems to be separated by {label}, but trainyard reads comma-separated CSV"
+    return ""
+
+
+def _where(spec: JobSpec, role: str) -> str:
+    where = getattr(spec.data, role, None)
+    return repr(where) if where and not where.startswith(BUILTIN_PREFIX) else "the data"
 
 
 def _rows(mask: np.ndarray, is_csv: bool) -> str:

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 #: Key of the spec document under which ``submit`` stores the data fingerprint taken at submit.
 FINGERPRINT_KEY = "data_fingerprint"
 
+#: Key of the spec document under which ``submit`` stores the data roots of the submitter.
+DATA_ROOTS_KEY = "data_roots"
+
 
 def owner_name(node: str) -> str:
     """The lease owner of this process: the Celery node name and the pid (unique per process)."""
@@ -214,17 +217,27 @@ def _end(
 
 
 def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
-    """The job's spec, once its data is checked: inside TRAINYARD_DATA_ROOTS (when set) and
-    unchanged since submit. Raises :class:`DataError` (the job fails, it is not retried)."""
-    from trainyard.specs import JobSpec, data_fingerprint, data_paths
+    """The job's spec, once its data is checked: inside the data roots and unchanged since submit.
+    Raises :class:`DataError` (the job fails, it is not retried).
+
+    The data roots are the worker's ``TRAINYARD_DATA_ROOTS`` when its environment sets it, else
+    those ``submit`` recorded (the submitter's ``TRAINYARD_DATA_ROOTS`` or working directory).
+    """
+    from trainyard.specs import JobSpec, data_fingerprint, data_paths, outside_roots
 
     document = job.spec_document
     if document is None:
         document = store.get_job(job.id).spec_document or {}
     document = dict(document)
     submitted_fingerprint = document.pop(FINGERPRINT_KEY, None)
+    submitted_roots = document.pop(DATA_ROOTS_KEY, None)
     spec = JobSpec.from_document(document)
-    check_data_roots(data_paths(spec), settings)
+    if settings.data_roots:
+        check_data_roots(data_paths(spec), settings)
+    elif submitted_roots is not None:
+        problems = outside_roots(spec, [Path(r) for r in submitted_roots], "the data roots recorded at submit")
+        if problems:
+            raise DataError(problems)
     if submitted_fingerprint is not None:
         current = data_fingerprint(spec)  # DataError naming the file if it disappeared
         if current != submitted_fingerprint:
