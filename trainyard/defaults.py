@@ -40,3 +40,28 @@ DASHBOARD_REFRESH_SECONDS = 1.0
 
 #: Number of recently finished jobs the dashboard shows.
 DASHBOARD_RECENT_JOBS = 10
+
+#: At most this many running jobs are read and shown by the dashboard; the rest are counted ("and 3 more").
+DASHBOARD_MAX_RUNNING = 20
+
+#: Workers not heard from for this many seconds are no longer shown by the dashboard (lost ones included).
+DASHBOARD_FORGET_WORKERS_SECONDS = 24 * 3600.0
+
+#: Seconds a pool child may take to start (importing TensorFlow takes several); Celery's default is 4.
+WORKER_PROC_ALIVE_TIMEOUT_SECONDS = 120.0
+
+#: Redis redelivers an unacknowledged message after this many seconds; a week, far above any
+#: training, so a long job is never started twice by Redis (PITFALLS: celery#5935).
+REDIS_VISIBILITY_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+#: Seconds to wait for a broker connection before reporting it unreachable.
+BROKER_CONNECT_TIMEOUT_SECONDS = 5.0
+
+#: Seconds to wait for a database server to answer before saying it is unreachable.
+DB_CONNECT_TIMEOUT_SECONDS = 10
+
+#: Seconds between two refreshes of ``trainyard run``'s progress display.
+RUN_REFRESH_SECONDS = 0.5
+
+#: Jobs ``trainyard jobs`` shows unless ``--limit`` says otherwise (the newest ones).
+JOBS_LIST_LIMIT = 100

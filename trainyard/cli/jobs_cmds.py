@@ -17,9 +17,6 @@ from trainyard import defaults
 from trainyard.display import format_mse, format_mse_map, styled_state
 from trainyard.db.records import EpochRecord, JobRecord, JobState
 
-#: Jobs ``trainyard jobs`` shows unless ``--limit`` says otherwise (the newest ones).
-DEFAULT_LIST_LIMIT = 100
-
 
 
 def _echo_json(value: Any) -> None:
@@ -55,7 +52,7 @@ def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as
 
 @click.command(name="jobs")
 @click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only jobs in this state.")
-@click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIST_LIMIT, show_default=True, help="Newest jobs to show; 0 shows all.")
+@click.option("--limit", type=click.IntRange(min=0), default=defaults.JOBS_LIST_LIMIT, show_default=True, help="Newest jobs to show; 0 shows all.")
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as a JSON list.")
 def jobs_command(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first: id, name, state, attempts, progress, latest validation MSE, age."""

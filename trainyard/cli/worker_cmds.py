@@ -23,9 +23,6 @@ from trainyard.display import format_mse, format_mse_map, styled_state
 from trainyard.db.records import JobRecord, JobState
 
 
-#: Seconds between two refreshes of ``trainyard run``'s progress display.
-RUN_REFRESH_SECONDS = 0.5
-
 
 def _settings() -> Any:
     from trainyard.config import Settings
@@ -201,7 +198,7 @@ def _watch(store: Any, ids: list[int], local: Any, console: Any, timeout: float 
                 return jobs
             if deadline is not None and time.monotonic() >= deadline:
                 return jobs
-            time.sleep(RUN_REFRESH_SECONDS)
+            time.sleep(defaults.RUN_REFRESH_SECONDS)
 
 
 def _bar(done: int, total: int, width: int = 20) -> str:

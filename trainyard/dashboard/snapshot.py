@@ -19,12 +19,6 @@ from trainyard.db.queries import open_existing, read_dashboard
 from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord, WorkerState
 from trainyard.db.store import Store
 
-#: At most this many running jobs are read and shown; the rest are counted ("and 3 more").
-MAX_RUNNING_SHOWN = 20
-
-#: Workers not heard from for this many seconds are no longer shown (lost ones included).
-FORGET_WORKERS_AFTER_SECONDS = 24 * 3600.0
-
 
 def utcnow() -> datetime:
     """The dashboard's default clock: an aware UTC datetime."""
@@ -208,7 +202,7 @@ def read_snapshot(
     store: Store,
     *,
     recent: int = defaults.DASHBOARD_RECENT_JOBS,
-    max_running: int = MAX_RUNNING_SHOWN,
+    max_running: int = defaults.DASHBOARD_MAX_RUNNING,
     clock: Callable[[], datetime] = utcnow,
 ) -> Snapshot:
     """Read one frame's worth of the store in one short, read-only transaction."""
@@ -217,7 +211,7 @@ def read_snapshot(
         store,
         recent=recent,
         max_running=max_running,
-        workers_since=now - timedelta(seconds=FORGET_WORKERS_AFTER_SECONDS),
+        workers_since=now - timedelta(seconds=defaults.DASHBOARD_FORGET_WORKERS_SECONDS),
     )
     return Snapshot(
         taken_at=now,
@@ -234,7 +228,7 @@ def snapshot_reader(
     url: str,
     *,
     recent: int = defaults.DASHBOARD_RECENT_JOBS,
-    max_running: int = MAX_RUNNING_SHOWN,
+    max_running: int = defaults.DASHBOARD_MAX_RUNNING,
     clock: Callable[[], datetime] = utcnow,
 ) -> Callable[[], Snapshot]:
     """A function reading one snapshot of the store at ``url`` per call, opening it on first need.

@@ -42,9 +42,6 @@ _BEGIN_OPTION = "trainyard_begin"
 #: without importing alembic keeps the common case, an up-to-date database, cheap to open.
 SCHEMA_REVISION = "0001"
 
-#: Seconds to wait for a database server to answer before saying it is unreachable.
-_CONNECT_TIMEOUT_SECONDS = 10
-
 
 @dataclass(frozen=True)
 class Engines:
@@ -111,7 +108,7 @@ def _create(url: str) -> Engines:
             return _create_sqlite(url, parsed)
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-            connect_args["connect_timeout"] = _CONNECT_TIMEOUT_SECONDS  # an unroutable host fails fast
+            connect_args["connect_timeout"] = defaults.DB_CONNECT_TIMEOUT_SECONDS  # an unroutable host fails fast
         engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except NoSuchModuleError as exc:
         raise StoreError(

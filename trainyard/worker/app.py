@@ -15,9 +15,6 @@ from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.worker import broker
 
-#: Seconds a pool child may take to start (importing TensorFlow takes several); Celery's default is 4.
-PROC_ALIVE_TIMEOUT_SECONDS = 120.0
-
 #: Name of the one task: "train the best queued job", a slot rather than a particular job.
 TRAIN_NEXT = "trainyard.train_next"
 
@@ -29,7 +26,7 @@ def make_app(settings: Settings | None = None) -> Celery:
     app.conf.update(
         **broker.celery_conf(settings.broker_url),
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=broker.CONNECT_TIMEOUT_SECONDS,
+        broker_connection_timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS,
         # JSON only: a pickle message could run arbitrary code in the worker.
         accept_content=["json"],
         task_serializer="json",
@@ -42,7 +39,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_proc_alive_timeout=PROC_ALIVE_TIMEOUT_SECONDS,
+        worker_proc_alive_timeout=defaults.WORKER_PROC_ALIVE_TIMEOUT_SECONDS,
         task_default_queue=defaults.QUEUE,
         task_queues=[Queue(defaults.QUEUE, routing_key=defaults.QUEUE)],
         task_default_routing_key=defaults.QUEUE,

@@ -31,13 +31,6 @@ from trainyard.errors import BrokerError
 # kombu's SQLAlchemy models use lazy="noload", deprecated (not broken) in SQLAlchemy 2.1.
 warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
 
-#: Redis redelivers an unacknowledged message after this many seconds; a week, far above any
-#: training, so a long job is never started twice by Redis (PITFALLS: celery#5935).
-REDIS_VISIBILITY_TIMEOUT_SECONDS = 7 * 24 * 3600
-
-#: Seconds to wait for a broker connection before reporting it unreachable.
-CONNECT_TIMEOUT_SECONDS = 5.0
-
 EMBEDDED_TRANSPORT = "trainyard.worker.broker:EmbeddedTransport"
 
 
@@ -107,8 +100,8 @@ def celery_conf(broker_url: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if urlsplit(broker_url).scheme in ("redis", "rediss"):
         options = {
-            "visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS,
-            "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "visibility_timeout": defaults.REDIS_VISIBILITY_TIMEOUT_SECONDS,
+            "socket_connect_timeout": defaults.BROKER_CONNECT_TIMEOUT_SECONDS,
         }
     return {
         "broker_url": broker_url,
@@ -126,7 +119,7 @@ def connection(broker_url: str) -> kombu.Connection:
         transport=conf["broker_transport"],
         transport_options=dict(conf["broker_transport_options"]),
         ssl=conf["broker_use_ssl"] or False,
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        connect_timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS,
     )
 
 
@@ -136,11 +129,11 @@ def unreachable(settings: Settings, exc: BaseException) -> BrokerError:
 
 
 def check_broker(settings: Settings | None = None) -> None:
-    """Raise :class:`BrokerError` unless the broker answers (within CONNECT_TIMEOUT_SECONDS)."""
+    """Raise :class:`BrokerError` unless the broker answers (within defaults.BROKER_CONNECT_TIMEOUT_SECONDS)."""
     settings = settings or Settings.from_env()
     try:
         with connection(settings.broker_url) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=CONNECT_TIMEOUT_SECONDS)
+            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS)
             with conn.channel() as channel:
                 channel.queue_declare(defaults.QUEUE, durable=True, auto_delete=False)
     except Exception as exc:  # kombu raises transport-specific errors; all mean the same here
@@ -156,7 +149,7 @@ def queue_size(settings: Settings | None = None, queue: str = defaults.QUEUE) ->
     settings = settings or Settings.from_env()
     try:
         with connection(settings.broker_url) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=CONNECT_TIMEOUT_SECONDS)
+            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS)
             with conn.channel() as channel:
                 _name, count, _consumers = channel.queue_declare(
                     queue, durable=True, auto_delete=False, passive=True

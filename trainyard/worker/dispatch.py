@@ -34,7 +34,7 @@ def send_slots(hint_job_ids: Iterable[int], settings: Settings) -> int:
     sent = 0
     try:
         with broker.connection(settings.broker_url) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=broker.CONNECT_TIMEOUT_SECONDS)
+            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS)
             with conn.Producer() as producer:
                 for job_id in ids:
                     app.send_task(
