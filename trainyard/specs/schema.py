@@ -149,6 +149,14 @@ class LayerSpec(_Model):
         known["args"] = {k: v for k, v in raw.items() if k not in ("name", "type", "input")}
         return known
 
+    @field_validator("type")
+    @classmethod
+    def _class_name_only(cls, value: str) -> str:
+        # A dotted path or anything but a bare class name could make Keras import a module.
+        if not value.isidentifier():
+            raise ValueError(f"expected the name of a keras.layers class such as 'Dense' (module paths are refused), received {value!r}")
+        return value
+
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"name": self.name, "type": self.type}
         if self.input is not None:
@@ -248,7 +256,7 @@ class JobSpec(_Model):
             named = []
             for i, layer in enumerate(layers):
                 if isinstance(layer, dict) and "name" not in layer:
-                    kind = layer.get("type") if isinstance(layer.get("type"), str) else "layer"
+                    kind = layer.get("type") if isinstance(layer.get("type"), str) and layer["type"].isidentifier() else "layer"
                     layer = {"name": f"{_snake(kind)}_{i + 1}", **layer}
                 named.append(layer)
             raw["layers"] = named
