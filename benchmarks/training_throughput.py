@@ -31,13 +31,27 @@ CALIFORNIA = REPO.parent / "shared" / "datasets" / "california_housing.csv"
 CALIFORNIA_FEATURES = ["longitude", "latitude", "housing_median_age", "total_rooms", "population", "households"]
 
 
-def article_model(kind: str, sizes: dict[str, int], keras):
-    """The article's Keras code for each architecture, as written there (inputs named as in the spec)."""
+def article_model(kind: str, sizes: dict[str, int], keras, normalization: dict | None = None):
+    """The article's Keras code for each architecture, as written there (inputs named as in the spec).
+
+    ``normalization`` maps an input name to its training split's (mean, variance): that input is
+    standardised by a ``Normalization`` layer right after it, as the spec's ``normalize: true`` does.
+    """
     L = keras.layers
+    normalization = normalization or {}
+
+    def norm(name, tensor):
+        if name not in normalization:
+            return tensor
+        mean, variance = normalization[name]
+        return L.Normalization(mean=mean, variance=variance)(tensor)
+
     if kind == "mlp":
         return keras.models.Sequential(
             [
                 L.Input(shape=(sizes["features"],)),
+                *([L.Normalization(mean=normalization["features"][0], variance=normalization["features"][1])]
+                  if "features" in normalization else []),
                 L.Dense(5, activation="relu"),
                 L.Dense(4, activation="relu"),
                 L.Dense(3, activation="relu"),
@@ -46,17 +60,19 @@ def article_model(kind: str, sizes: dict[str, int], keras):
         )
     if kind == "wide_deep":
         input_layer = L.Input(shape=(sizes["features"],))
-        h1 = L.Dense(5, activation="relu")(input_layer)
+        x = norm("features", input_layer)
+        h1 = L.Dense(5, activation="relu")(x)
         h2 = L.Dense(4, activation="relu")(h1)
         h3 = L.Dense(3, activation="relu")(h2)
-        concat = L.Concatenate()([input_layer, h3])
+        concat = L.Concatenate()([x, h3])
         return keras.Model(inputs=[input_layer], outputs=[L.Dense(1)(concat)])
     input_wide = L.Input(shape=[sizes["wide"]], name="wide")
     input_deep = L.Input(shape=[sizes["deep"]], name="deep")
-    h1 = L.Dense(5, activation="relu")(input_deep)
+    wide, deep = norm("wide", input_wide), norm("deep", input_deep)
+    h1 = L.Dense(5, activation="relu")(deep)
     h2 = L.Dense(4, activation="relu")(h1)
     h3 = L.Dense(3, activation="relu")(h2)
-    concat = L.Concatenate()([input_wide, h3])
+    concat = L.Concatenate()([wide, h3])
     if kind == "multi_input":
         return keras.Model(inputs=[input_wide, input_deep], outputs=[L.Dense(1)(concat)])
     output_1 = L.Dense(1, name="output_1")(concat)
@@ -73,7 +89,13 @@ def run_plain(spec, data) -> tuple[float, dict[str, float]]:
     inputs = list(spec.inputs)
     outputs = list(spec.outputs)
     sizes = {name: data.train.x[name].shape[1] for name in inputs}
-    model = article_model(spec.name if spec.name in ("mlp", "wide_deep", "multi_input") else "multi_output", sizes, keras)
+    kind = next((k for k in ("mlp", "wide_deep", "multi_input") if spec.name.startswith(k)), "multi_output")
+    normalization = {
+        name: (data.train.x[name].astype(np.float64).mean(axis=0), data.train.x[name].astype(np.float64).var(axis=0))
+        for name in inputs
+        if spec.inputs[name].normalize
+    }
+    model = article_model(kind, sizes, keras, normalization)
     pack_x = (lambda s: s.x[inputs[0]]) if len(inputs) == 1 else (lambda s: tuple(s.x[n] for n in inputs))
     pack_y = (lambda s: s.y[outputs[0]]) if len(outputs) == 1 else (lambda s: tuple(s.y[n] for n in outputs))
     model.compile(
