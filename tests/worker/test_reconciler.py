@@ -17,15 +17,14 @@ DOC = {"name": "j", "training": {"epochs": 2}}
 
 
 def _settings(home: Path, broker_url: str | None) -> Settings:
-    env = {"TRAINYARD_HOME": str(home)}
+    env = {"TRAINYARD_HOME": str(home), "TRAINYARD_MAX_ATTEMPTS": "2"}
     if broker_url:
         env["TRAINYARD_BROKER_URL"] = broker_url
     return Settings.from_env(env)
 
 
 @pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
-def settings(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("TRAINYARD_MAX_ATTEMPTS", "2")
+def settings(request: pytest.FixtureRequest, home: Path) -> Settings:
     if request.param == "redis":
         return _settings(home, request.getfixturevalue("redis_url"))
     return _settings(home, None)
