@@ -40,8 +40,10 @@ def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as
 
     If any spec is invalid, every problem is printed and nothing is queued (exit 2).
     """
+    from trainyard.cli import quiet_tensorflow
     from trainyard.scheduler import operations
 
+    quiet_tensorflow()  # validation builds each model
     queued = operations.submit(list(specs), overrides=overrides, priority=priority, dispatch=not no_dispatch)
     if as_json:
         _echo_json([operations.job_summary(job) for job in queued])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -13,13 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from trainyard.cli import quiet_tensorflow
 from trainyard.display import format_mse
 from trainyard.errors import SpecError
-
-
-def _quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ info lines (must happen before TensorFlow is imported)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @click.command("validate")
@@ -30,7 +25,7 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
 
     Exits 0 when every spec is valid; otherwise prints every problem of every file and exits 2.
     """
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from trainyard.specs import load_spec, validate_spec
 
     out = Console()
@@ -77,7 +72,7 @@ def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_pa
     Prints the final validation and test MSE of every output; the model goes to --out, or by
     default to $TRAINYARD_ARTIFACT_ROOT/local/<name>-<timestamp>.keras.
     """
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from trainyard.config import Settings
     from trainyard.specs import load_spec
     from trainyard.training import train

@@ -118,10 +118,13 @@ def run(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, concu
     """
     from rich.console import Console
 
+    from trainyard.cli import quiet_tensorflow
     from trainyard.db import Store
     from trainyard.scheduler import operations
     from trainyard.worker import devices
     from trainyard.worker.local import LocalWorker
+
+    quiet_tensorflow()  # submitting validates, which builds each model
 
     settings = _settings()
     settings.ensure_home()
