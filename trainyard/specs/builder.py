@@ -6,8 +6,11 @@ stays light for Celery's parent process and quick CLI commands.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,13 +81,39 @@ class ModelSummary:
         return self.total_params - self.trainable_params
 
 
+#: Summaries of specs that validated, by what the model build depends on (most recent last).
+_validated: OrderedDict[str, ModelSummary] = OrderedDict()
+_VALIDATED_SIZE = 256
+
+
 def validate_spec(spec: JobSpec) -> ModelSummary:
-    """Build the spec's Keras model once (layer types, arguments, shapes); raises SpecError with every problem."""
+    """Build the spec's Keras model once (layer types, arguments, shapes); raises SpecError with every problem.
+
+    A spec whose inputs, layers, outputs and optimizer equal those of one already validated in this
+    process is not built again (a sweep over seeds or epochs submits thousands of such specs).
+    """
+    key = _build_key(spec)
+    cached = _validated.get(key)
+    if cached is not None:
+        _validated.move_to_end(key)
+        return dataclasses.replace(cached, name=spec.name)
     model = build_model(spec)
     problems = check_optimizer(spec)
     if problems:
         raise SpecError(problems)
-    return summarize(spec, model)
+    summary = summarize(spec, model)
+    _validated[key] = summary
+    while len(_validated) > _VALIDATED_SIZE:
+        _validated.popitem(last=False)
+    return summary
+
+
+def _build_key(spec: JobSpec) -> str:
+    """Everything :func:`build_model` and :func:`check_optimizer` read, as one string (not data, seed, epochs)."""
+    doc = spec.document()
+    parts = {k: doc[k] for k in ("inputs", "layers", "outputs")}
+    parts["optimizer"] = doc["training"]["optimizer"]
+    return json.dumps(parts, sort_keys=True, default=repr)
 
 
 def build_model(spec: JobSpec, normalization: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> keras.Model:
