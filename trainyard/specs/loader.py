@@ -90,8 +90,8 @@ def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path
     raise SpecError(Problem("", f"expected a path, a YAML string or a mapping, received {type(source).__name__}"))
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml parses ~10x faster
+    """SafeLoader (libyaml's when installed) that refuses duplicate keys (PyYAML silently keeps the last one)."""
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
