@@ -65,3 +65,7 @@ RUN_REFRESH_SECONDS = 0.5
 
 #: Jobs ``trainyard jobs`` shows unless ``--limit`` says otherwise (the newest ones).
 JOBS_LIST_LIMIT = 100
+
+#: A training run is backed up at the end of an epoch once this many seconds have passed since its
+#: last backup (every epoch, for epochs longer than that); a crash loses at most this much training.
+BACKUP_INTERVAL_SECONDS = 1.0

@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from trainyard import defaults
 from trainyard.errors import Cancelled, TrainingError
 from trainyard.specs import Dataset, JobSpec, build_model, load_data, make_optimizer
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+_log = logging.getLogger(__name__)
 
 #: Most batches run in one call into TensorFlow on a single device (bounds the latency of a cancel).
 MAX_STEPS_PER_EXECUTION = 1024
@@ -94,13 +100,16 @@ def train(
     backup_dir: str | os.PathLike[str] | None = None,
     strategy: tf.distribute.Strategy | None = None,
     data: Dataset | None = None,
+    backup_interval: float = defaults.BACKUP_INTERVAL_SECONDS,
 ) -> TrainingResult:
     """Train ``spec`` and save the model to ``model_path`` (a ``.keras`` file).
 
     ``sink`` hears ``on_epoch(EpochMetrics)`` after every epoch and ``on_batch(epoch, step, steps)``;
     ``should_stop()`` returning True ends training with :class:`Cancelled`. A NaN or infinite loss
-    raises :class:`TrainingError` naming the epoch. With ``backup_dir``, an interrupted run resumes
-    from its last finished epoch and earlier epochs are not reported again. ``strategy=None`` uses
+    raises :class:`TrainingError` naming the epoch. With ``backup_dir``, the weights, optimizer state
+    and epoch are backed up at the end of an epoch once ``backup_interval`` seconds have passed since
+    the last backup (so every epoch, for epochs longer than that), and an interrupted run resumes
+    from its last backup; epochs before it are not reported again. ``strategy=None`` uses
     no strategy on a single device and ``MirroredStrategy`` over all GPUs when there are several.
     """
     import keras
@@ -112,30 +121,39 @@ def train(
     strategy = _choose_strategy(strategy)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
 
-    keras.utils.set_random_seed(spec.training.seed)
     steps = math.ceil(len(data.train) / spec.training.batch_size)
     per_execution = 1 if replicas > 1 else max(1, min(steps, MAX_STEPS_PER_EXECUTION))
     normalization = {
         name: _moments(data.train.x[name]) for name, inp in spec.inputs.items() if inp.normalize
     }
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_model(spec, normalization)
-        model.compile(
-            optimizer=make_optimizer(spec),
-            loss={name: out.loss for name, out in spec.outputs.items()},
-            loss_weights={name: out.weight for name, out in spec.outputs.items()},
-            steps_per_execution=per_execution,
-        )
+
+    def compiled_model() -> Any:
+        keras.utils.set_random_seed(spec.training.seed)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            model = build_model(spec, normalization)
+            model.compile(
+                optimizer=make_optimizer(spec),
+                loss={name: out.loss for name, out in spec.outputs.items()},
+                loss_weights={name: out.weight for name, out in spec.outputs.items()},
+                steps_per_execution=per_execution,
+            )
+        return model
+
+    model = compiled_model()
+    backup = _Backup(Path(backup_dir), backup_interval) if backup_dir is not None else None
+    initial_epoch = backup.restore(model) if backup is not None else 0
+    if initial_epoch < 0:  # an unusable backup: start again from the same initial weights
+        model, initial_epoch = compiled_model(), 0
 
     reporter = _reporter_class()(spec, sink, steps, _validator(model, spec, data.valid))
     callbacks: list[keras.callbacks.Callback] = [reporter]
-    if backup_dir is not None:
-        Path(backup_dir).mkdir(parents=True, exist_ok=True)
+    if backup is not None:
         # after the reporter: a cancelled or diverged epoch raises before it could be backed up
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+        callbacks.append(_backup_callback_class()(backup))
     model.fit(
         _batches(data.train, spec.training.batch_size, spec.training.shuffle),
         epochs=spec.training.epochs,
+        initial_epoch=initial_epoch,
         steps_per_epoch=steps,
         shuffle=False,  # the batches above are already in fit's own shuffled order
         callbacks=callbacks,
@@ -145,6 +163,8 @@ def train(
     _save(model, path)
     val_mse = _mse(model, data.valid)
     test_mse = _mse(model, data.test) if data.test is not None and len(data.test) else None
+    if backup is not None:
+        backup.clear()
     initial = reporter.initial_epoch if reporter.initial_epoch is not None else spec.training.epochs
     return TrainingResult(
         epochs=reporter.epochs, val_mse=val_mse, test_mse=test_mse, model_path=path, initial_epoch=initial
@@ -234,6 +254,88 @@ def _save(model: Any, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise TrainingError(f"cannot write the model to {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+class _Backup:
+    """Crash-safe backups of a training run in one folder: weights, optimizer state and epoch.
+
+    A backup is written as a new weights file, then ``state.json`` is atomically replaced to point at
+    it, so a process killed at any instant leaves the previous complete backup in force (Keras'
+    ``BackupAndRestore`` writes its weights and its epoch number in place, one after the other: a
+    kill in between resumed with a half-written file here).
+    """
+
+    STATE = "state.json"
+
+    def __init__(self, directory: Path, interval: float) -> None:
+        self.directory = directory
+        self.interval = interval
+        self.last = time.monotonic()
+
+    def restore(self, model: Any) -> int:
+        """Load the last backup into ``model``; its epoch count, 0 without one, -1 if it is unusable."""
+        state_path = self.directory / self.STATE
+        if not state_path.exists():
+            return 0
+        try:
+            state = json.loads(state_path.read_text())
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(self.directory / state["weights"])
+            return int(state["epoch"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _log.warning("backup in %s is unusable (%s): training from the first epoch", self.directory, exc)
+            self.clear()
+            return -1
+
+    def maybe_save(self, model: Any, epochs_done: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.save(model, epochs_done)
+            self.last = now
+
+    def save(self, model: Any, epochs_done: int) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epochs_done}.weights.h5"
+        tmp = self.directory / f".tmp-{name}"
+        model.save_weights(tmp)
+        _fsync(tmp)
+        os.replace(tmp, self.directory / name)
+        state_tmp = self.directory / f".tmp-{self.STATE}"
+        state_tmp.write_text(json.dumps({"epoch": epochs_done, "weights": name}))
+        _fsync(state_tmp)
+        os.replace(state_tmp, self.directory / self.STATE)
+        for old in self.directory.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Forget every backup (the run finished, or the backup could not be used)."""
+        for entry in self.directory.glob("*"):
+            if entry.is_file():
+                entry.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+@functools.cache
+def _backup_callback_class() -> type:
+    import keras
+
+    class BackupCallback(keras.callbacks.Callback):
+        """Backs the run up at the end of an epoch (see :class:`_Backup`)."""
+
+        def __init__(self, backup: _Backup) -> None:
+            super().__init__()
+            self.backup = backup
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.backup.maybe_save(self.model, epoch + 1)
+
+    return BackupCallback
 
 
 @functools.cache

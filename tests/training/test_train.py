@@ -142,14 +142,41 @@ def test_resume_from_backup_does_not_report_finished_epochs_again(tmp_path: Path
     spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=4"])
     backup = tmp_path / "backup"
     with pytest.raises(KeyboardInterrupt):
-        train(spec, Recorder(crash_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup)
+        train(spec, Recorder(crash_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0)
     sink = Recorder()
-    result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup)
+    result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0)
     # epoch 2 crashed before its backup was written: the run resumes after epoch 1
     assert result.initial_epoch == 1
     assert [m.epoch for m in result.epochs] == [2, 3, 4]
     assert [m.epoch for m in sink.epochs] == [2, 3, 4]
     assert result.model_path.exists()
+
+
+def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    # adam: its moment estimates must come back too, not only the weights
+    spec = load_spec(SPECS / "multi_output.yaml", overrides=["training.epochs=5", "training.optimizer={name: adam, learning_rate: 0.01}"])
+    straight = train(spec, model_path=tmp_path / "a.keras")
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, Recorder(crash_after_epoch=4), model_path=tmp_path / "b.keras", backup_dir=backup, backup_interval=0)
+    resumed = train(spec, model_path=tmp_path / "b.keras", backup_dir=backup, backup_interval=0)
+    assert resumed.initial_epoch == 3
+    assert resumed.val_mse == pytest.approx(straight.val_mse, rel=1e-6)
+    assert not list(backup.iterdir())  # a finished run leaves no backup behind
+
+
+def test_an_unusable_backup_means_training_from_the_first_epoch(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=3"])
+    straight = train(spec, model_path=tmp_path / "a.keras")
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "epoch-2.weights.h5").write_bytes(b"half a file")  # as a kill mid-write would leave it
+    (backup / "state.json").write_text('{"epoch": 2, "weights": "epoch-2.weights.h5"}')
+    sink = Recorder()
+    result = train(spec, sink, model_path=tmp_path / "b.keras", backup_dir=backup)
+    assert result.initial_epoch == 0
+    assert [m.epoch for m in sink.epochs] == [1, 2, 3]
+    assert result.val_mse == pytest.approx(straight.val_mse, rel=1e-6)
 
 
 def test_model_path_must_be_a_keras_file(tmp_path: Path) -> None:

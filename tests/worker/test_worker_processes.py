@@ -85,7 +85,7 @@ def test_embedded_broker_priorities_duplicates_pickle_divergence_and_graceful_ha
     assert sorted(jobs, key=lambda i: jobs[i].started_at) == [high, nan, low]
     for job_id in (low, high):
         job = jobs[job_id]
-        assert job.state is JobState.SUCCEEDED, job
+        assert job.state is JobState.SUCCEEDED, (job.state, job.error)
         assert job.attempts == 1 and _epochs(store, job_id) == [1, 2]
         assert set(job.test_mse) == {"y"} and Path(job.model_path or "").is_file()
     assert jobs[nan].state is JobState.FAILED and "epoch 1" in (jobs[nan].error or "")
@@ -116,7 +116,7 @@ def test_embedded_broker_priorities_duplicates_pickle_divergence_and_graceful_ha
     assert any(w.name.startswith("w1@") and w.state.value == "stopped" for w in store.list_workers())
     w2 = start_worker("w2", env)
     (done,) = _wait_finished(store, [long], [w2])
-    assert done.state is JobState.SUCCEEDED and done.attempts == 1
+    assert done.state is JobState.SUCCEEDED and done.attempts == 1, (done.state, done.attempts, done.error)
     assert _epochs(store, long) == list(range(1, 151))
     assert "resumed after epoch" in w2.log_tail(400)
 
@@ -150,7 +150,7 @@ def test_two_workers_on_redis_and_postgres_survive_a_flush_a_kill_and_a_cancel(
     w2 = start_worker("w2", env)
     workers = {"w1": w1, "w2": w2}
     for job in _wait_finished(store, short, [w1, w2]):
-        assert job.state is JobState.SUCCEEDED and job.attempts == 1, job
+        assert job.state is JobState.SUCCEEDED and job.attempts == 1, (job.state, job.attempts, job.error)
         assert _epochs(store, job.id) == [1, 2]  # two workers, one queue, one store: each job once
     assert wait_until(lambda: {w.name.split("@")[0] for w in store.list_workers()} >= {"w1", "w2"}, 30)
 
@@ -161,7 +161,7 @@ def test_two_workers_on_redis_and_postgres_survive_a_flush_a_kill_and_a_cancel(
     survivor = workers["w2" if victim == "w1" else "w1"]
     workers[victim].kill()
     (done,) = _wait_finished(store, [long], [survivor])
-    assert done.state is JobState.SUCCEEDED and done.attempts == 2, done
+    assert done.state is JobState.SUCCEEDED and done.attempts == 2, (done.state, done.attempts, done.error)
     assert (done.lease_owner or "").split("@")[0] != victim
     assert _epochs(store, long) == list(range(1, 151))
     assert "resumed after epoch" in survivor.log_tail(400)
@@ -192,7 +192,7 @@ def test_multi_replica_worker_matches_single_device_training(
     (mirrored,) = operations.submit([spec], settings=settings)
     worker = start_worker("mirror", {**env, "TRAINYARD_LOGICAL_CPUS": "2"})
     (done,) = _wait_finished(store, [mirrored.id], [worker])
-    assert done.state is JobState.SUCCEEDED, done
+    assert done.state is JobState.SUCCEEDED, (done.state, done.error)
     assert "2 replicas (MirroredStrategy)" in worker.log_tail(400)
     worker.stop()
 
