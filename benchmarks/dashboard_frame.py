@@ -22,9 +22,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from trainyard.dashboard.render import render
-from trainyard.dashboard.snapshot import read_snapshot, utcnow
-from trainyard.db import JobState, Store, WorkerState
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
+
+from trainyard.dashboard.render import render  # noqa: E402
+from trainyard.dashboard.snapshot import read_snapshot, utcnow  # noqa: E402
+from trainyard.db import JobState, Store, WorkerState  # noqa: E402
 
 OUTPUTS = ("main", "aux")
 RUNNING = 4  # one per worker
@@ -92,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.db_url is not None and len(args.db_url) != 2:
         parser.error("--db-url: give two empty databases, one per store size")
 
+    print(machine.describe())
     with tempfile.TemporaryDirectory(prefix="trainyard-bench-") as folder:
         urls = args.db_url or [f"sqlite:///{Path(folder) / f'{n}.sqlite'}" for n in args.jobs]
         stores = []
