@@ -369,7 +369,10 @@ def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            part = str(part)
+            if not part.strip() or any(c in part for c in ".[]"):
+                part = repr(part)  # an empty or dotted key stays visible in the path
+            out += f".{part}" if out else part
     return out
 
 
@@ -377,7 +380,7 @@ def translate_errors(exc: ValidationError, raw: Any) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
     for err in exc.errors(include_url=False):
-        loc = _user_loc(tuple(err["loc"]))
+        loc = _user_loc(tuple(err["loc"]), raw)
         message = _message(err, loc)
         key = (format_path(loc), message)
         if key not in seen:
@@ -386,17 +389,29 @@ def translate_errors(exc: ValidationError, raw: Any) -> list[Problem]:
     return problems
 
 
-def _user_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Drop pydantic's internal parts of a location (union tags, our ``args`` indirection)."""
+def _user_loc(loc: tuple[Any, ...], raw: Any = None) -> tuple[Any, ...]:
+    """Drop pydantic's internal parts of a location (union tags, our ``args`` indirection).
+
+    A part that is a key of the user's document at that place is kept, whatever it looks like
+    (a key named ``[`` is the user's, not a pydantic tag).
+    """
     out: list[Any] = []
+    node = raw
     for i, part in enumerate(loc):
-        if isinstance(part, str) and ("[" in part or part in ("function-after", "function-before")):
+        is_key = isinstance(node, dict) and isinstance(part, str) and part in node
+        if not is_key and isinstance(part, str) and ("[" in part or part in ("function-after", "function-before")):
             continue
         if part == "args" and i >= 2 and loc[0] == "layers":
             continue
         if part == "args" and loc[:2] == ("training", "optimizer"):
             continue
         out.append(part)
+        if is_key:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        else:
+            node = None
     return tuple(out)
 
 
@@ -408,7 +423,7 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
         return "required, but missing"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
-        hint = did_you_mean(str(loc[-1]), allowed) if allowed else ""
+        hint = did_you_mean(str(loc[-1]), allowed) if allowed and loc else ""
         listing = f" (expected one of: {', '.join(sorted(allowed))})" if allowed and not hint else ""
         return f"unknown key{hint}{listing}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
