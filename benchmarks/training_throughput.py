@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,9 +25,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-REPO = Path(__file__).resolve().parent.parent
-CALIFORNIA = REPO.parent / "shared" / "datasets" / "california_housing.csv"
-CALIFORNIA_FEATURES = ["longitude", "latitude", "housing_median_age", "total_rooms", "population", "households"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import CALIFORNIA, REPO, describe  # noqa: E402
 
 
 def article_model(kind: str, sizes: dict[str, int], keras, normalization: dict | None = None):
@@ -135,24 +134,13 @@ def run_trainyard(spec, data, workdir: Path) -> tuple[float, dict[str, float]]:
     return time.perf_counter() - start, result.val_mse
 
 
-def california_specs():
-    """The four architectures on California housing (numeric columns without missing values)."""
+def california_specs(epochs: int):
+    """The four architectures on California housing (numeric columns without missing values, normalised)."""
+    from machine import california_documents
+
     from trainyard.specs import load_spec
 
-    for path in sorted((REPO / "specs").glob("*.yaml")):
-        base = load_spec(path, check_data=False).document()
-        doc = dict(base)
-        doc["data"] = {"source": str(CALIFORNIA), "split": {"valid": 0.2, "test": 0.2, "seed": 42}}
-        ins = doc["inputs"]
-        if set(ins) == {"wide", "deep"}:
-            ins["wide"] = {**ins["wide"], "columns": CALIFORNIA_FEATURES[:4], "normalize": True}
-            ins["deep"] = {**ins["deep"], "columns": CALIFORNIA_FEATURES[2:], "normalize": True}
-        else:
-            (name,) = ins
-            ins[name] = {**ins[name], "columns": CALIFORNIA_FEATURES, "normalize": True}
-        for out in doc["outputs"].values():
-            out["target"] = "median_income"
-        doc["training"] = {**doc["training"], "epochs": 5}
+    for doc in california_documents(epochs):
         yield load_spec(doc)
 
 
@@ -161,6 +149,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="override every spec's epochs")
     parser.add_argument("--california", action="store_true", help="also run on California housing")
+    parser.add_argument("--california-epochs", type=int, default=20, help="epochs on California housing (387 steps each)")
     args = parser.parse_args()
 
     from trainyard.specs import load_data, load_spec
@@ -173,12 +162,11 @@ def main() -> int:
         if not CALIFORNIA.exists():
             print(f"{CALIFORNIA} not found", file=sys.stderr)
             return 2
-        specs += [("california", s) for s in california_specs()]
+        specs += [("california", s) for s in california_specs(args.california_epochs)]
 
     import tensorflow as tf
 
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}, tensorflow {tf.__version__}")
+    print(f"{describe()}, tensorflow {tf.__version__}")
     print(f"# median of {args.repeats} runs each, alternating baseline and trainyard in one process")
     print(f"{'data':<11} {'spec':<13} {'epochs':>6} {'plain s':>8} {'trainyard s':>11} {'plain sps':>10} "
           f"{'trainyard sps':>13} {'ratio':>6}  max rel val-MSE diff")
