@@ -91,6 +91,9 @@ class Sink(Protocol):
 
     def should_stop(self) -> bool: ...
 
+    def flush(self) -> None:
+        """Finish writing the epochs heard so far (called before a backup and when training ends)."""
+
 
 def train(
     spec: JobSpec,
@@ -105,7 +108,9 @@ def train(
     """Train ``spec`` and save the model to ``model_path`` (a ``.keras`` file).
 
     ``sink`` hears ``on_epoch(EpochMetrics)`` after every epoch and ``on_batch(epoch, step, steps)``;
-    ``should_stop()`` returning True ends training with :class:`Cancelled`. A NaN or infinite loss
+    ``should_stop()`` returning True ends training with :class:`Cancelled`; ``flush()`` is called
+    before every backup and when training ends (so a sink may write epochs in the background, yet
+    a backup never runs ahead of them). A NaN or infinite loss
     raises :class:`TrainingError` naming the epoch. With ``backup_dir``, the weights, optimizer state
     and epoch are backed up at the end of an epoch once ``backup_interval`` seconds have passed since
     the last backup (so every epoch, for epochs longer than that), and an interrupted run resumes
@@ -140,7 +145,8 @@ def train(
         return model
 
     model = compiled_model()
-    backup = _Backup(Path(backup_dir), backup_interval) if backup_dir is not None else None
+    flush = getattr(sink, "flush", None)
+    backup = _Backup(Path(backup_dir), backup_interval, before_save=flush) if backup_dir is not None else None
     initial_epoch = backup.restore(model) if backup is not None else 0
     if initial_epoch < 0:  # an unusable backup: start again from the same initial weights
         model, initial_epoch = compiled_model(), 0
@@ -150,15 +156,25 @@ def train(
     if backup is not None:
         # after the reporter: a cancelled or diverged epoch raises before it could be backed up
         callbacks.append(_backup_callback_class()(backup))
-    model.fit(
-        _batches(data.train, spec.training.batch_size, spec.training.shuffle),
-        epochs=spec.training.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps,
-        shuffle=False,  # the batches above are already in fit's own shuffled order
-        callbacks=callbacks,
-        verbose=0,
-    )
+    try:
+        model.fit(
+            _batches(data.train, spec.training.batch_size, spec.training.shuffle),
+            epochs=spec.training.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            shuffle=False,  # the batches above are already in fit's own shuffled order
+            callbacks=callbacks,
+            verbose=0,
+        )
+    except (Cancelled, KeyboardInterrupt):
+        # an orderly stop (a worker handing its job back): the next attempt resumes after the last
+        # finished epoch, even if the interval had not yet called for its backup
+        if backup is not None:
+            backup.save_pending(model)
+        raise
+    finally:
+        if flush is not None:
+            flush()  # every epoch reported is written before train returns or raises
 
     _save(model, path)
     val_mse = _mse(model, data.valid)
@@ -267,10 +283,12 @@ class _Backup:
 
     STATE = "state.json"
 
-    def __init__(self, directory: Path, interval: float) -> None:
+    def __init__(self, directory: Path, interval: float, before_save: Any = None) -> None:
         self.directory = directory
         self.interval = interval
+        self.before_save = before_save  # the sink's flush: the store never lags behind a backup
         self.last = time.monotonic()
+        self.pending: tuple[int, list[Any]] | None = None
 
     def restore(self, model: Any) -> int:
         """Load the last backup into ``model``; its epoch count, 0 without one, -1 if it is unusable."""
@@ -288,13 +306,28 @@ class _Backup:
             self.clear()
             return -1
 
-    def maybe_save(self, model: Any, epochs_done: int) -> None:
+    def epoch_end(self, model: Any, epochs_done: int) -> None:
+        """Back up now if the interval has passed; otherwise keep this epoch's state in memory."""
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.save(model, epochs_done)
             self.last = now
+        else:  # epochs this short are small models: a copy of their variables costs next to nothing
+            self.pending = (epochs_done, [v.numpy() for v in _state_variables(model)])
+
+    def save_pending(self, model: Any) -> None:
+        """On an orderly stop mid-epoch: back up the last finished epoch kept in memory, if newer."""
+        if self.pending is None:
+            return
+        epochs_done, values = self.pending
+        for variable, value in zip(_state_variables(model), values):
+            variable.assign(value)
+        self.save(model, epochs_done)
 
     def save(self, model: Any, epochs_done: int) -> None:
+        if self.before_save is not None:
+            self.before_save()
+        self.pending = None
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epochs_done}.weights.h5"
         tmp = self.directory / f".tmp-{name}"
@@ -316,6 +349,12 @@ class _Backup:
                 entry.unlink(missing_ok=True)
 
 
+def _state_variables(model: Any) -> list[Any]:
+    """Everything a backup holds: the model's weights and the optimizer's state."""
+    optimizer = model.optimizer.variables if model.optimizer is not None else []
+    return [*model.weights, *optimizer]
+
+
 def _fsync(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
@@ -333,7 +372,7 @@ def _backup_callback_class() -> type:
             self.backup = backup
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            self.backup.maybe_save(self.model, epoch + 1)
+            self.backup.epoch_end(self.model, epoch + 1)
 
     return BackupCallback
 

@@ -165,6 +165,19 @@ def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(tmp_path: P
     assert not list(backup.iterdir())  # a finished run leaves no backup behind
 
 
+def test_an_orderly_stop_backs_up_the_last_finished_epoch_whatever_the_interval(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=6"])
+    backup = tmp_path / "backup"
+    with pytest.raises(Cancelled):
+        train(spec, Recorder(stop_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600)
+    sink = Recorder()
+    result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600)
+    assert result.initial_epoch == 2
+    assert [m.epoch for m in sink.epochs] == [3, 4, 5, 6]
+    straight = train(spec, model_path=tmp_path / "s.keras")
+    assert result.val_mse == pytest.approx(straight.val_mse, rel=1e-6)
+
+
 def test_an_unusable_backup_means_training_from_the_first_epoch(tmp_path: Path) -> None:
     spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=3"])
     straight = train(spec, model_path=tmp_path / "a.keras")
