@@ -19,10 +19,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import shutil
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -64,7 +65,14 @@ def backup_dir(settings: Settings, job_id: int) -> Path:
 
 @dataclass
 class StoreSink:
-    """The training core's sink: epochs to the store, and the stop signal at each batch boundary."""
+    """The training core's sink: epochs to the store, and the stop signal at each batch boundary.
+
+    Epochs are written by a thread of their own, in order, while the next epoch trains: a store
+    transaction costs as much as a whole epoch of a small model. The training core calls
+    :meth:`flush` before each backup and when it ends, so the store never lags behind a backup
+    and every epoch is stored before the job's end is. A store error in the writer is raised by
+    the next ``on_epoch`` or ``flush``; a lost lease marks the lease lost (training then stops).
+    """
 
     store: Store
     job_id: int
@@ -72,14 +80,53 @@ class StoreSink:
     lease: Lease
     handback: Any = None  # callable -> bool: the worker is shutting down
     terminated: bool = False  # SIGTERM reached this very process
+    _pending: queue.Queue[Any] = field(default_factory=queue.Queue, init=False, repr=False)
+    _writer: threading.Thread | None = field(default=None, init=False, repr=False)
+    _error: TrainyardError | None = field(default=None, init=False, repr=False)
 
     def on_epoch(self, metrics: Any) -> None:
+        self._raise_error()
         if self.lease.lost:
             return
-        try:
-            self.store.record_epoch(self.job_id, self.owner, metrics)
-        except LeaseLost as exc:
-            self.lease.mark_lost(str(exc))
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write, name=f"epochs-{self.job_id}", daemon=True)
+            self._writer.start()
+        self._pending.put(metrics)
+
+    def flush(self) -> None:
+        """Wait until every epoch heard so far is in the store (or refused: lease lost)."""
+        if self._writer is not None:
+            self._pending.join()
+        self._raise_error()
+
+    def close(self) -> None:
+        """Flush, then stop the writer thread (errors are left to :meth:`flush`)."""
+        if self._writer is None:
+            return
+        self._pending.put(None)
+        self._writer.join()
+        self._writer = None
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _write(self) -> None:
+        while True:
+            metrics = self._pending.get()
+            try:
+                if metrics is None:
+                    return
+                if self.lease.lost or self._error is not None:
+                    continue
+                self.store.record_epoch(self.job_id, self.owner, metrics)
+            except LeaseLost as exc:
+                self.lease.mark_lost(str(exc))
+            except TrainyardError as exc:  # the store is unreachable: the training thread raises it
+                self._error = exc
+            finally:
+                self._pending.task_done()
 
     def handing_back(self) -> bool:
         return self.terminated or bool(self.handback and self.handback())
@@ -112,6 +159,7 @@ def run_job(store: Store, job: JobRecord, owner: str, settings: Settings, *, str
         return _run(store, job, owner, settings, sink, strategy)
     finally:
         _restore_sigterm(previous)
+        sink.close()
         lease.stop()
 
 
@@ -135,9 +183,12 @@ def _run(
         if job.epochs_done == 0:
             # A first attempt, or a retry from scratch: never resume from an earlier run's backup.
             _remove_tree(backup_dir(settings, job.id))
-        result = training.train(
-            spec, sink, model_path=partial, backup_dir=backup_dir(settings, job.id), strategy=strategy
-        )
+        try:
+            result = training.train(
+                spec, sink, model_path=partial, backup_dir=backup_dir(settings, job.id), strategy=strategy
+            )
+        finally:
+            sink.flush()  # every epoch is in the store before the job's end is written
     except Cancelled:
         state = _stopped(store, job, owner, settings, sink)
         _discard(partial)
