@@ -1,11 +1,19 @@
-"""The worker's StoreSink writes epochs in a thread of its own: all of them, in order, once flushed."""
+"""The worker's StoreSink writes epochs in a thread of its own: all of them, in order, never behind a backup."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Any
+
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
+from trainyard.specs import load_spec
+from trainyard.training import train
 from trainyard.worker.lease import Lease
 from trainyard.worker.runner import StoreSink
+from worker_support import write_spec
 
 OWNER = "test@host/1"
 
@@ -48,3 +56,44 @@ def test_a_lease_taken_by_another_worker_stops_the_training(settings: Settings) 
     assert [e.epoch for e in store.epochs(job_id)] == [1]
     sink.close()
     lease.stop()
+
+
+class SlowStore:
+    """The real store, with each epoch write taking longer than an epoch of the tiny model."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record_epoch(self, *args: Any) -> bool:
+        time.sleep(0.3)
+        return self.store.record_epoch(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_a_backup_never_runs_ahead_of_the_stored_epochs(tmp_path: Path, settings: Settings) -> None:
+    """Each backup (here after every epoch) finds its epoch, and every earlier one, in the store,
+    even when writing an epoch takes longer than training one."""
+    store = Store.open(settings.db_url)
+    spec = load_spec(write_spec(tmp_path, "sink", epochs=6))
+    (job,) = store.add_jobs([spec.document()])
+    assert store.claim_next(OWNER) is not None
+    lease = Lease(store, job.id, OWNER, 60, 30).start()
+    backup = tmp_path / "backup"
+    seen: list[tuple[int, list[int]]] = []
+
+    class Watching(StoreSink):
+        def on_epoch(self, metrics) -> None:  # type: ignore[no-untyped-def]
+            state = backup / "state.json"
+            if state.exists():  # the backup of the previous epoch, written after the last flush
+                seen.append((json.loads(state.read_text())["epoch"], [e.epoch for e in store.epochs(job.id)]))
+            super().on_epoch(metrics)
+
+    sink = Watching(SlowStore(store), job.id, OWNER, lease)  # type: ignore[arg-type]
+    train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0.0)
+    sink.close()
+    lease.stop()
+    assert [epoch for epoch, _ in seen] == [1, 2, 3, 4, 5]
+    assert all(stored == list(range(1, epoch + 1)) for epoch, stored in seen)
+    assert [e.epoch for e in store.epochs(job.id)] == [1, 2, 3, 4, 5, 6]
