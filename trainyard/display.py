@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from trainyard.db.records import JobState
 
@@ -35,6 +36,6 @@ def format_mse(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def format_mse_map(values: dict[str, float | None]) -> str:
+def format_mse_map(values: Mapping[str, float | None]) -> str:
     """``{"output_1": 17577.2, "output_2": 0.1234}`` -> ``output_1=17577, output_2=0.1234``."""
     return ", ".join(f"{name}={format_mse(value)}" for name, value in values.items())

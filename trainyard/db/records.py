@@ -71,7 +71,7 @@ class EpochRecord:
 
     job_id: int
     epoch: int  # 1-based
-    loss: float
+    loss: float | None  # None when the loss was not finite
     val_loss: float | None
     outputs: dict[str, dict[str, float | None]]
     recorded_at: datetime

@@ -97,7 +97,7 @@ def submit(
     return jobs
 
 
-def submit_data_roots(settings: Settings) -> tuple[tuple[os.PathLike[str], ...], str]:
+def submit_data_roots(settings: Settings) -> tuple[tuple[Path, ...], str]:
     """The folders a job submitted now may read data from, and how to name them in a message."""
     if settings.data_roots:
         return settings.data_roots, "TRAINYARD_DATA_ROOTS"

@@ -102,7 +102,7 @@ class NodeKeeper:
         from trainyard.worker.local import PARENT_PID_ENV
 
         owner = os.environ.get(PARENT_PID_ENV)
-        return bool(owner) and os.getppid() != int(owner)
+        return owner is not None and owner != "" and os.getppid() != int(owner)
 
     def _run(self) -> None:
         next_reconcile = time.monotonic()
