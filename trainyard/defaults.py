@@ -26,6 +26,10 @@ MAX_ATTEMPTS = 3
 #: Priority given to jobs submitted without ``--priority``; higher runs first.
 PRIORITY = 0
 
+#: Seconds a worker keeps retrying an idempotent store write (an epoch's metrics, a job's end)
+#: whose connection was dropped (PostgreSQL restarted, backend terminated, SQLite still locked).
+STORE_RETRY_SECONDS = 20.0
+
 #: SQLite busy timeout in seconds: how long a writer waits for the lock before giving up.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,6 +46,10 @@ from trainyard.db.records import (
 )
 from trainyard.errors import InvalidTransition, JobNotFound, StoreError
 
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
 _FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 _RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
 
@@ -58,6 +64,29 @@ class LeaseLost(InvalidTransition):
         self.job_id = job_id
         self.owner = owner
         self.state = state
+
+
+def _transient(exc: BaseException) -> bool:
+    """A store error from a dropped or refused connection (worth retrying), not from the data."""
+    cause = exc.__cause__
+    if isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated:
+        return True
+    return isinstance(cause, sa.exc.OperationalError)
+
+
+def _retrying(what: str, attempt: Callable[[], _T], seconds: float | None = None) -> _T:
+    """Run ``attempt`` (an idempotent write), retrying transient store errors with backoff."""
+    deadline = time.monotonic() + (defaults.STORE_RETRY_SECONDS if seconds is None else seconds)
+    delay = 0.1
+    while True:
+        try:
+            return attempt()
+        except StoreError as exc:
+            if not _transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: %s; retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def utcnow() -> datetime:
@@ -381,7 +410,13 @@ class Store:
     def record_epoch(self, job_id: int, owner: str, metrics: Any) -> bool:
         """Store one epoch's metrics (an ``EpochMetrics`` or a dict with ``epoch``, ``loss``,
         ``val_loss``, ``outputs``). Idempotent: returns False if that epoch was already stored.
-        Raises :class:`LeaseLost` if ``owner`` does not hold the job."""
+        Raises :class:`LeaseLost` if ``owner`` does not hold the job.
+
+        A dropped connection is retried for ``defaults.STORE_RETRY_SECONDS`` (safe: idempotent).
+        """
+        return _retrying(f"job {job_id}: recording an epoch", lambda: self._record_epoch(job_id, owner, metrics))
+
+    def _record_epoch(self, job_id: int, owner: str, metrics: Any) -> bool:
         epoch = int(_field(metrics, "epoch"))
         if epoch < 1:
             raise StoreError(f"job {job_id}: epoch numbers start at 1, received {epoch}")
@@ -432,8 +467,38 @@ class Store:
         """End ``owner``'s run of a job in a terminal ``state`` (succeeded, failed or cancelled).
 
         ``val_mse`` defaults to the last recorded epoch's. Raises :class:`LeaseLost` if ``owner``
-        does not hold the job.
+        does not hold the job. A dropped connection is retried; if the dropped attempt had in fact
+        committed, the retry finds the job already ended by ``owner`` and returns it.
         """
+        dropped = False
+
+        def attempt() -> JobRecord:
+            nonlocal dropped
+            try:
+                return self._finish(job_id, owner, state, error, test_mse, model_path, val_mse=val_mse)
+            except LeaseLost:
+                if dropped:
+                    job = self.get_job(job_id)
+                    if job.state is JobState(state) and job.lease_owner == owner:
+                        return job
+                raise
+            except StoreError as exc:
+                dropped = dropped or _transient(exc)
+                raise
+
+        return _retrying(f"job {job_id}: recording its end", attempt)
+
+    def _finish(
+        self,
+        job_id: int,
+        owner: str,
+        state: JobState | str,
+        error: str | None,
+        test_mse: Mapping[str, float] | None,
+        model_path: str | None,
+        *,
+        val_mse: Mapping[str, float] | None,
+    ) -> JobRecord:
         target = JobState(state)
         if not target.is_finished:
             raise InvalidTransition(f"finish job {job_id}: expected succeeded, failed or cancelled, received {target}")
