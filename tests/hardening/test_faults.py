@@ -89,3 +89,75 @@ def test_terminated_postgres_backends_mid_write_lose_and_double_no_metric(
     assert job.state is JobState.SUCCEEDED and job.attempts == 1, (job, worker.log_tail(80))
     assert _epochs(store, job_id) == list(range(1, EPOCHS + 1))
     assert worker.alive()
+
+
+# ---------------------------------------------------------------- a job that always crashes its process
+
+
+def test_a_job_that_kills_its_process_every_time_fails_after_the_attempt_limit(
+    tmp_path: Path, env: dict[str, str], start_worker: Any
+) -> None:
+    """Each attempt's pool child is killed with SIGKILL, as the kernel's out-of-memory killer would:
+    the job ends ``failed`` with the reason after ``max_attempts`` starts, and the worker lives on."""
+    settings = Settings.from_env()
+    store = Store.open(settings.db_url)
+    doomed = _submit(tmp_path, "oom", settings, epochs=5000, batch_size=2)
+    worker = start_worker("crashy", env)
+    killed: set[str] = set()
+
+    def kill_each_attempt() -> bool:
+        job = store.get_job(doomed)
+        owner = job.lease_owner or ""
+        if job.state is JobState.RUNNING and owner and owner not in killed:
+            os.kill(int(owner.rsplit("/", 1)[1]), signal.SIGKILL)
+            killed.add(owner)
+        return job.state.is_finished
+
+    assert wait_until(kill_each_attempt, WAIT), (store.get_job(doomed), worker.log_tail(80))
+    job = store.get_job(doomed)
+    assert job.state is JobState.FAILED and job.attempts == job.max_attempts == 3, job
+    assert len(killed) == 3 and "worker lost 3 times" in (job.error or ""), (killed, job.error)
+
+    # The worker (its parent process) lives on and trains the next job.
+    after = _submit(tmp_path, "after", settings, epochs=2)
+    (done,) = _finished(store, [after], [worker])
+    assert done.state is JobState.SUCCEEDED and worker.alive()
+
+
+# ---------------------------------------------------------------- full or unwritable disk
+
+#: RLIMIT_FSIZE of the worker in the disk-full test: a file may not grow past this many bytes.
+FILE_SIZE_LIMIT = 8 * 2**20
+
+
+def test_a_full_or_unwritable_artifact_disk_fails_the_job_with_the_reason_and_the_worker_lives_on(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, start_worker: Any
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    artifacts.write_text("a file where the artifact folder should be\n")  # unwritable, even for root
+    monkeypatch.setenv("TRAINYARD_ARTIFACT_ROOT", str(artifacts))
+    settings = Settings.from_env()
+    store = Store.open(settings.db_url)
+    # The worker's files may not grow past 8 MiB: what a full disk does to the first big write.
+    worker = start_worker("disk", dict(os.environ), wrap=["prlimit", f"--fsize={FILE_SIZE_LIMIT}", "--"])
+
+    unwritable = _submit(tmp_path, "unwritable", settings, epochs=2)
+    (job,) = _finished(store, [unwritable], [worker])
+    assert job.state is JobState.FAILED, job
+    assert job.error == f"cannot write the job's files in {artifacts}/jobs/{unwritable}: Not a directory", job.error
+    assert job.attempts == 1 and worker.alive()
+
+    artifacts.unlink()
+    artifacts.mkdir()
+    big = write_spec(tmp_path, "big", epochs=2)
+    big.write_text(big.read_text().replace("units: 8", "units: 2048}\n  - {type: Dense, units: 2048"))
+    (too_big,) = operations.submit([big], settings=settings)
+    (job,) = _finished(store, [too_big.id], [worker])
+    assert job.state is JobState.FAILED, job
+    assert job.error == f"cannot write the job's files in {artifacts}/jobs/{too_big.id}: File too large", job.error
+    assert job.attempts == 1 and worker.alive()
+
+    fits = _submit(tmp_path, "fits", settings, epochs=2)
+    (job,) = _finished(store, [fits], [worker])
+    assert job.state is JobState.SUCCEEDED and Path(job.model_path or "").is_file(), job
+    assert worker.alive()

@@ -198,6 +198,12 @@ def _run(
         if lease.lost:
             return None
         return _end(store, job, owner, JobState.FAILED, settings, error=str(exc))
+    except OSError as exc:  # the disk is full or the artifact folder unwritable (backups, model)
+        _discard(partial)
+        log.warning("job %s: cannot write its files: %s", job.id, exc)
+        if lease.lost:
+            return None
+        return _end(store, job, owner, JobState.FAILED, settings, error=_write_error(settings, job.id, exc))
     except Exception as exc:  # a bug or a TensorFlow error (out of memory...): fail the job, keep the worker
         _discard(partial)
         log.exception("job %s: training crashed", job.id)
@@ -307,6 +313,12 @@ def check_data_roots(paths: list[Path], settings: Settings) -> None:
         if not any(resolved.is_relative_to(root) for root in roots):
             allowed = os.pathsep.join(str(r) for r in roots)
             raise DataError(Problem("data", f"{resolved} is outside TRAINYARD_DATA_ROOTS ({allowed})"))
+
+
+def _write_error(settings: Settings, job_id: int, exc: OSError) -> str:
+    """``cannot write the job's files in <dir>: No space left on device`` (h5py's long text reduced to its errno)."""
+    reason = os.strerror(exc.errno) if exc.errno else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"cannot write the job's files in {job_dir(settings, job_id)}: {reason}"
 
 
 def _discard(path: Path) -> None:
