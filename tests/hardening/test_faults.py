@@ -17,9 +17,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from click.testing import CliRunner
+
+from trainyard.cli import main
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
+from trainyard.errors import BrokerError
 from trainyard.scheduler import operations
+from trainyard.worker import broker
 from trainyard.worker.local import LocalWorker, wait_until
 from worker_support import write_spec
 
@@ -161,3 +166,67 @@ def test_a_full_or_unwritable_artifact_disk_fails_the_job_with_the_reason_and_th
     (job,) = _finished(store, [fits], [worker])
     assert job.state is JobState.SUCCEEDED and Path(job.model_path or "").is_file(), job
     assert worker.alive()
+
+
+# ---------------------------------------------------------------- Redis stopped for 30 s
+
+OUTAGE_SECONDS = 30.0
+
+
+class Evil:
+    """Unpickling this creates ``marker``: proof that a worker deserialized pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, private_redis: Any, start_worker: Any
+) -> None:
+    """A private, password-protected redis-server without persistence is stopped for 30 s and started
+    again empty: the workers reconnect, the reconcilers send the lost messages, every job finishes
+    once. The password appears in no log, no ``trainyard show`` and no dashboard; pickle is refused."""
+    monkeypatch.setenv("TRAINYARD_BROKER_URL", private_redis.url)
+    env = dict(os.environ)
+    settings = Settings.from_env()
+    store = Store.open(settings.db_url)
+    ids = [_submit(tmp_path, f"job{i}", settings, epochs=30, batch_size=4) for i in range(6)]
+    workers = [start_worker("r1", env), start_worker("r2", env)]
+    pids = [w.pid for w in workers]
+    assert wait_until(lambda: store.count_by_state().get(JobState.RUNNING, 0) == 2, WAIT), [w.log_tail(40) for w in workers]
+
+    private_redis.stop()
+    stopped = time.monotonic()
+    with pytest.raises(BrokerError) as down:  # submitted during the outage: stored, dispatched later
+        _submit(tmp_path, "during", settings, epochs=30, batch_size=4)
+    assert private_redis.password not in str(down.value)
+    (during,) = [j.id for j in store.list_jobs() if j.name == "during"]
+    time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
+    private_redis.start()  # same port, no data: every message that waited in it is gone
+
+    jobs = _finished(store, [*ids, during], workers)
+    for job in jobs:
+        assert job.state is JobState.SUCCEEDED and job.attempts == 1, job
+        assert _epochs(store, job.id) == list(range(1, 31))
+    assert [w.pid for w in workers] == pids and all(w.alive() for w in workers)  # reconnected, not restarted
+    assert "Connection to broker lost" in "".join(w.log_tail(2000) for w in workers)
+
+    # A pickle message on this broker is refused, never loaded.
+    marker = tmp_path / "pickle-was-loaded"
+    from trainyard.worker.app import TRAIN_NEXT, app
+
+    with broker.connection(settings.broker_url) as conn, conn.Producer() as producer:
+        app.send_task(TRAIN_NEXT, args=[Evil(marker)], queue="trainyard", producer=producer, serializer="pickle")
+    assert wait_until(lambda: "untrusted content" in "".join(w.log_tail(2000) for w in workers), 60)
+    assert not marker.exists()
+
+    # The password: in no worker log, no CLI screen, no dashboard.
+    screens = [CliRunner().invoke(main, args).output for args in (
+        ["show", str(ids[0])], ["show", str(ids[0]), "--json"], ["jobs"], ["dashboard", "--once"], ["dashboard", "--json"],
+        ["reconcile"])]
+    logs = [w.log_path.read_text(errors="replace") for w in workers]
+    assert all(private_redis.password not in text for text in screens + logs)
+    assert any(":***@" in text or ":**@" in text for text in logs)  # the URL is shown, redacted
