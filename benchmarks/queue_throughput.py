@@ -80,7 +80,7 @@ def run_trainyard(paths: list[Path], concurrency: int, home: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=8, help="epochs of every job (plain must take >= 5 s each)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of every job (plain must take >= 5 s each)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("-c", "--concurrency", type=int, default=2, help="training processes of trainyard run's worker")
     parser.add_argument("--plain", nargs="+", metavar="SPEC", help=argparse.SUPPRESS)
