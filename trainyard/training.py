@@ -110,7 +110,7 @@ def train(
     ``sink`` hears ``on_epoch(EpochMetrics)`` after every epoch and ``on_batch(epoch, step, steps)``;
     ``should_stop()`` returning True ends training with :class:`Cancelled`; ``flush()`` is called
     before every backup and when training ends (so a sink may write epochs in the background, yet
-    a backup never runs ahead of them). A NaN or infinite loss
+    a backup never runs ahead of them), and ``may_back_up()`` returning False after it skips that backup. A NaN or infinite loss
     raises :class:`TrainingError` naming the epoch. With ``backup_dir``, the weights, optimizer state
     and epoch are backed up at the end of an epoch once ``backup_interval`` seconds have passed since
     the last backup (so every epoch, for epochs longer than that), and an interrupted run resumes
@@ -146,7 +146,12 @@ def train(
 
     model = compiled_model()
     flush = getattr(sink, "flush", None)
-    backup = _Backup(Path(backup_dir), backup_interval, before_save=flush) if backup_dir is not None else None
+    may_back_up = getattr(sink, "may_back_up", None)
+    backup = (
+        _Backup(Path(backup_dir), backup_interval, before_save=flush, may_save=may_back_up)
+        if backup_dir is not None
+        else None
+    )
     initial_epoch = backup.restore(model) if backup is not None else 0
     if initial_epoch < 0:  # an unusable backup: start again from the same initial weights
         model, initial_epoch = compiled_model(), 0
@@ -294,10 +299,13 @@ class _Backup:
 
     STATE = "state.json"
 
-    def __init__(self, directory: Path, interval: float, before_save: Any = None) -> None:
+    def __init__(self, directory: Path, interval: float, before_save: Any = None, may_save: Any = None) -> None:
         self.directory = directory
         self.interval = interval
         self.before_save = before_save  # the sink's flush: the store never lags behind a backup
+        # the sink's veto after the flush (a worker that lost its lease: the job's next owner
+        # resumes from this folder, and epochs the store lacks would leave a gap there)
+        self.may_save = may_save
         self.last = time.monotonic()
         self.pending: tuple[int, list[Any]] | None = None
 
@@ -338,6 +346,9 @@ class _Backup:
     def save(self, model: Any, epochs_done: int) -> None:
         if self.before_save is not None:
             self.before_save()
+        if self.may_save is not None and not self.may_save():
+            self.pending = None
+            return
         self.pending = None
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epochs_done}.weights.h5"

@@ -230,3 +230,46 @@ def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
     logs = [w.log_path.read_text(errors="replace") for w in workers]
     assert all(private_redis.password not in text for text in screens + logs)
     assert any(":***@" in text or ":**@" in text for text in logs)  # the URL is shown, redacted
+
+
+# ---------------------------------------------------------------- a lease lost mid-run, resumed elsewhere
+
+
+def test_a_lease_lost_mid_run_then_resumed_elsewhere_leaves_no_gap_in_the_epochs(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The first owner's lease expires while it trains (a starved or paused worker); the job is
+    requeued and resumed by another owner from the backup. The backup must never hold epochs the
+    store does not: the resumed run's epochs continue the stored ones, with no gap (found by the
+    concurrent-submit load test, where a starved worker lost its lease)."""
+    from datetime import timedelta
+
+    from trainyard.db import utcnow
+    from trainyard.worker import runner
+
+    settings = Settings.from_env()
+    store = Store.open(settings.db_url)
+    (job,) = operations.submit([write_spec(tmp_path, "lost", epochs=100_000, batch_size=64)], settings=settings,
+                               dispatch=False)
+
+    def run(owner: str) -> threading.Thread:
+        claimed = store.claim_next(owner, settings.lease_seconds)
+        assert claimed is not None and claimed.id == job.id
+        thread = threading.Thread(target=runner.run_job, args=(store, claimed, owner, settings), daemon=True)
+        thread.start()
+        return thread
+
+    first = run("first@test/1")
+    assert wait_until(lambda: store.get_job(job.id).epochs_done >= 20, WAIT)
+    assert [j.id for j in store.requeue_expired(utcnow() + timedelta(seconds=600))] == [job.id]
+    first.join(120)
+    assert not first.is_alive()
+
+    second = run("second@test/2")
+    stored = store.get_job(job.id).epochs_done
+    assert wait_until(lambda: store.get_job(job.id).epochs_done >= stored + 20, WAIT)
+    store.request_cancel(job.id)
+    second.join(120)
+    done = store.get_job(job.id)
+    assert done.state is JobState.CANCELLED and done.attempts == 2, done
+    assert _epochs(store, job.id) == list(range(1, done.epochs_done + 1))

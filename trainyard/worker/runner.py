@@ -99,6 +99,11 @@ class StoreSink:
             self._pending.join()
         self._raise_error()
 
+    def may_back_up(self) -> bool:
+        """Asked by the training core after :meth:`flush`: no backup once the lease is lost (the
+        epochs the writer dropped would be in the backup the job's next owner resumes from)."""
+        return not self.lease.lost
+
     def close(self) -> None:
         """Flush, then stop the writer thread (errors are left to :meth:`flush`)."""
         if self._writer is None:
