@@ -2,11 +2,13 @@
 
 Each benchmark is a separate Python process (so one's imports, caches and memory do not skew the
 next), run with ``TF_CPP_MIN_LOG_LEVEL=3``; its output is shown as it comes, and the summary at the
-end repeats the line of each that states the figure against its target. Exit status: 0 when every
-benchmark with a target met it, 1 otherwise.
+end repeats the line of each that states the figure against its target. A benchmark exits 1 when
+it missed its target and with another status when it failed to run. Exit status: 0 when every
+target was met (with ``--quick``: when every benchmark ran; its short runs are no figures, the
+fixed costs of starting workers dominate them), 1 otherwise.
 
-    .venv/bin/python benchmarks/run_all.py            # the figures of benchmarks/README.md (about an hour on 2 cores)
-    .venv/bin/python benchmarks/run_all.py --quick    # one run each, short trainings (about 10 minutes): a smoke test
+    .venv/bin/python benchmarks/run_all.py            # the figures of benchmarks/README.md (about 30 minutes on 2 cores)
+    .venv/bin/python benchmarks/run_all.py --quick    # one run each, short trainings (about 8 minutes): a smoke test
     .venv/bin/python benchmarks/run_all.py --only training_throughput queue_throughput
 """
 
@@ -71,13 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         status = process.wait()
         results.append((target, status, time.perf_counter() - started, summary_lines("".join(lines))))
 
-    print("\n=== summary")
+    print("\n=== summary" + (" (--quick: short runs, a smoke test; not the figures of benchmarks/README.md)" if args.quick else ""))
     for target, status, seconds, lines in results:
-        verdict = "ok" if status == 0 else f"exit {status}"
-        print(f"target {target:<28} {verdict:<8} ({seconds:.0f} s)")
+        if status == 0:
+            verdict = "ok"
+        elif status == 1:
+            verdict = "ran" if args.quick else "MISSED"
+        else:
+            verdict = f"FAILED (exit {status})"
+        print(f"target {target:<28} {verdict:<18} ({seconds:.0f} s)")
         for line in lines:
             print(f"    {line.strip()}")
-    return 0 if all(status == 0 for _t, status, _s, _l in results) else 1
+    allowed = (0, 1) if args.quick else (0,)
+    return 0 if all(status in allowed for _t, status, _s, _l in results) else 1
 
 
 if __name__ == "__main__":
