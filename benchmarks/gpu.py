@@ -102,18 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     data = synthetic(args.rows)
     results = {}
     with tempfile.TemporaryDirectory(prefix="trainyard-bench-") as folder:
-        for label, chosen in (("1 device", devices[:1]), (f"{len(devices)} devices", devices)):
+        # On a one-GPU host the second run is MirroredStrategy with one replica: its cost shows.
+        for label, chosen, mirrored in (("1 device", devices[:1], False), (f"{len(devices)} devices", devices, True)):
             batch = args.batch_size * len(chosen)
             spec = load_spec(
                 machine.SPECS / "multi_output.yaml",
                 overrides=[f"training.batch_size={batch}", f"training.epochs={args.epochs}"],
             )
-            if len(chosen) == 1:
+            if mirrored:
+                strategy = tf.distribute.MirroredStrategy(chosen)
+                how = f"MirroredStrategy({len(chosen)} replica{'s' if len(chosen) > 1 else ''})"
+            else:
                 strategy = tf.distribute.OneDeviceStrategy(chosen[0])
                 how = f"OneDeviceStrategy({chosen[0]})"
-            else:
-                strategy = tf.distribute.MirroredStrategy(chosen)
-                how = f"MirroredStrategy({len(chosen)} replicas)"
             started = time.perf_counter()
             sps, val = samples_per_second(spec, data, strategy, Path(folder))
             results[label] = sps
