@@ -13,6 +13,7 @@ import pytest
 from trainyard.config import Settings
 from trainyard.db import JobState, Store, utcnow
 from trainyard.specs import data_fingerprint, load_data, load_spec
+from trainyard.scheduler.operations import DATA_FINGERPRINT_KEY
 from trainyard.scheduler.reconciler import reconcile
 from trainyard.worker import broker, child, runner
 from worker_support import write_spec
@@ -25,7 +26,7 @@ def _queue(store: Store, spec_path: Path, *, fingerprint: str | None = "auto", *
     spec = load_spec(spec_path, overrides=[f"{k}={v}" for k, v in overrides.items()])
     doc = spec.document()
     if fingerprint is not None:
-        doc[runner.FINGERPRINT_KEY] = data_fingerprint(spec) if fingerprint == "auto" else fingerprint
+        doc[DATA_FINGERPRINT_KEY] = data_fingerprint(spec) if fingerprint == "auto" else fingerprint
     (job,) = store.add_jobs([doc])
     return job.id
 

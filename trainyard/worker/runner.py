@@ -31,16 +31,11 @@ from typing import Any
 from trainyard.config import Settings
 from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
+from trainyard.scheduler.operations import DATA_FINGERPRINT_KEY, DATA_ROOTS_KEY
 from trainyard.worker import child
 from trainyard.worker.lease import Lease
 
 log = logging.getLogger(__name__)
-
-#: Key of the spec document under which ``submit`` stores the data fingerprint taken at submit.
-FINGERPRINT_KEY = "data_fingerprint"
-
-#: Key of the spec document under which ``submit`` stores the data roots of the submitter.
-DATA_ROOTS_KEY = "data_roots"
 
 
 def owner_name(node: str) -> str:
@@ -291,7 +286,7 @@ def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
     if document is None:
         document = store.get_job(job.id).spec_document or {}
     document = dict(document)
-    submitted_fingerprint = document.pop(FINGERPRINT_KEY, None)
+    submitted_fingerprint = document.pop(DATA_FINGERPRINT_KEY, None)
     submitted_roots = document.pop(DATA_ROOTS_KEY, None)
     spec = JobSpec.from_document(document)
     if settings.data_roots:
