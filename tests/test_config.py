@@ -42,3 +42,8 @@ def test_a_bad_number_names_the_variable() -> None:
 )
 def test_redact_url_hides_only_the_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_backup_interval_is_configurable() -> None:
+    assert Settings.from_env({"TRAINYARD_HOME": "/srv/ty"}).backup_seconds == 1.0
+    assert Settings.from_env({"TRAINYARD_HOME": "/srv/ty", "TRAINYARD_BACKUP_SECONDS": "0"}).backup_seconds == 0.0

@@ -10,6 +10,7 @@ variable                       meaning                                          
 ``TRAINYARD_DATA_ROOTS``       ``os.pathsep``-separated folders workers may read data   the submitter's working dir
 ``TRAINYARD_MAX_ATTEMPTS``     starts of a job before it ends ``failed``                3
 ``TRAINYARD_LEASE_SECONDS``    lease length of a claimed job                            60
+``TRAINYARD_BACKUP_SECONDS``   least seconds between two backups (0: every epoch)       1
 =============================  ======================================================  ==========================
 """
 
@@ -56,6 +57,7 @@ class Settings:
     lease_seconds: float = defaults.LEASE_SECONDS
     heartbeat_seconds: float = defaults.HEARTBEAT_SECONDS
     reconcile_seconds: float = defaults.RECONCILE_SECONDS
+    backup_seconds: float = defaults.BACKUP_INTERVAL_SECONDS
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -87,6 +89,7 @@ class Settings:
             lease_seconds=lease,
             heartbeat_seconds=heartbeat,
             reconcile_seconds=_float_env(env, "TRAINYARD_RECONCILE_SECONDS", defaults.RECONCILE_SECONDS),
+            backup_seconds=_float_env(env, "TRAINYARD_BACKUP_SECONDS", defaults.BACKUP_INTERVAL_SECONDS),
         )
 
     @property

@@ -9,6 +9,7 @@ FAST = {
     "TRAINYARD_LEASE_SECONDS": "3",
     "TRAINYARD_HEARTBEAT_SECONDS": "0.5",
     "TRAINYARD_RECONCILE_SECONDS": "1",
+    "TRAINYARD_BACKUP_SECONDS": "0",  # a backup every epoch: a killed job always has one to resume from
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 

@@ -185,7 +185,12 @@ def _run(
             _remove_tree(backup_dir(settings, job.id))
         try:
             result = training.train(
-                spec, sink, model_path=partial, backup_dir=backup_dir(settings, job.id), strategy=strategy
+                spec,
+                sink,
+                model_path=partial,
+                backup_dir=backup_dir(settings, job.id),
+                backup_interval=settings.backup_seconds,
+                strategy=strategy,
             )
         finally:
             sink.flush()  # every epoch is in the store before the job's end is written
