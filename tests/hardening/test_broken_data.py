@@ -118,3 +118,31 @@ def test_a_200_mb_csv_with_one_bad_row_near_its_end_names_the_line(workdir: Path
         operations.submit([spec], dispatch=False)
     assert f"non-numeric value(s) such as '0.5x' (line {bad_line})" in str(refused.value)
     assert Store.open(Settings.from_env().db_url).list_jobs() == []
+
+
+@pytest.mark.parametrize("breakage", ["truncated", "removed", "text appended"])
+def test_a_file_that_breaks_after_submit_fails_its_job_with_the_reason(breakage: str, workdir: Path) -> None:
+    """Readable at submit, broken when a worker gets to it: ``failed`` with the reason, never retried."""
+    from trainyard.worker import runner
+
+    data = workdir / ("d.parquet" if breakage == "truncated" else "d.csv")
+    _parquet(data) if breakage == "truncated" else data.write_text(GOOD)
+    spec = workdir / "spec.yaml"
+    spec.write_text(SPEC.format(source=data.name))
+    (job,) = operations.submit([spec], dispatch=False)
+    if breakage == "truncated":
+        _truncated_parquet(data)
+    elif breakage == "removed":
+        data.unlink()
+    else:
+        with data.open("a") as fh:
+            fh.write("1,one,2\n")
+    settings = Settings.from_env()
+    store = Store.open(settings.db_url)
+    claimed = store.claim_next("broken@test/1", settings.lease_seconds)
+    assert claimed is not None and claimed.id == job.id
+    assert runner.run_job(store, claimed, "broken@test/1", settings) is JobState.FAILED
+    failed = store.get_job(job.id)
+    expected = "No such file or directory" if breakage == "removed" else "changed since submit"
+    assert failed.state is JobState.FAILED and expected in (failed.error or "") and str(data) in failed.error
+    assert failed.attempts == 1 and store.epochs(job.id) == []
