@@ -256,7 +256,8 @@ class JobSpec(_Model):
             named = []
             for i, layer in enumerate(layers):
                 if isinstance(layer, dict) and "name" not in layer:
-                    kind = layer.get("type") if isinstance(layer.get("type"), str) and layer["type"].isidentifier() else "layer"
+                    kind = layer.get("type")
+                    kind = kind if isinstance(kind, str) and kind.isidentifier() else "layer"
                     layer = {"name": f"{_snake(kind)}_{i + 1}", **layer}
                 named.append(layer)
             raw["layers"] = named
