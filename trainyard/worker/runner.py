@@ -54,7 +54,7 @@ def model_path(settings: Settings, job_id: int) -> Path:
 
 
 def backup_dir(settings: Settings, job_id: int) -> Path:
-    """The job's ``BackupAndRestore`` folder, shared by its attempts so a retry resumes."""
+    """The job's training backups, shared by its attempts so the next one resumes."""
     return job_dir(settings, job_id) / "backup"
 
 
