@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import kombu
 import pytest
 
 from trainyard.config import Settings
@@ -40,8 +41,8 @@ def test_app_accepts_json_only_and_acknowledges_late(settings: Settings) -> None
 
 def test_embedded_broker_is_a_sqlite_file_in_the_home(settings: Settings) -> None:
     conf = broker.celery_conf(settings.broker_url)
-    assert conf["broker_url"] == f"sqlite:///{settings.home / 'broker.sqlite'}"
-    assert conf["broker_transport"] == broker.EMBEDDED_TRANSPORT
+    assert conf["broker_url"] == f"trainyard+sqlite:///{settings.home / 'broker.sqlite'}"
+    assert kombu.Connection(conf["broker_url"]).transport_cls == "trainyard"  # any kombu client parses it
     assert conf["broker_transport_options"] == {}  # kombu would pass any option to create_engine
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import kombu
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
 
 from trainyard import defaults
@@ -31,7 +32,9 @@ from trainyard.errors import BrokerError
 # kombu's SQLAlchemy models use lazy="noload", deprecated (not broken) in SQLAlchemy 2.1.
 warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
 
-EMBEDDED_TRANSPORT = "trainyard.worker.broker:EmbeddedTransport"
+#: The kombu transport alias of the embedded broker: its URLs read ``trainyard+sqlite:///<file>``,
+#: so that any kombu ``Connection`` (Celery's own ``report`` and ``inspect`` included) can parse them.
+EMBEDDED_ALIAS = "trainyard"
 
 
 class _EmbeddedChannel(kombu_sqla.Channel):
@@ -69,6 +72,9 @@ class EmbeddedTransport(kombu_sqla.Transport):
     polling_interval = defaults.EMBEDDED_BROKER_POLLING_SECONDS
 
 
+TRANSPORT_ALIASES[EMBEDDED_ALIAS] = f"{__name__}:EmbeddedTransport"
+
+
 def is_embedded(broker_url: str) -> bool:
     """True for the SQLAlchemy-transport URLs (``sqla+...``, ``sqlalchemy+...``)."""
     return broker_url.startswith(("sqla+", "sqlalchemy+"))
@@ -92,8 +98,8 @@ def celery_conf(broker_url: str) -> dict[str, Any]:
     """The broker part of the Celery configuration for ``broker_url``."""
     if is_embedded(broker_url):
         return {
-            "broker_url": _embedded_target(broker_url),
-            "broker_transport": EMBEDDED_TRANSPORT,
+            "broker_url": f"{EMBEDDED_ALIAS}+{_embedded_target(broker_url)}",
+            "broker_transport": None,
             "broker_transport_options": {},
             "broker_use_ssl": None,
         }
