@@ -24,11 +24,11 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import machine  # noqa: E402
+import machine
 
-from trainyard.dashboard.render import render  # noqa: E402
-from trainyard.dashboard.snapshot import read_snapshot, utcnow  # noqa: E402
-from trainyard.db import JobState, Store, WorkerState  # noqa: E402
+from trainyard.dashboard.render import render
+from trainyard.dashboard.snapshot import read_snapshot, utcnow
+from trainyard.db import JobState, Store, WorkerState
 
 OUTPUTS = ("main", "aux")
 RUNNING = 4  # one per worker
@@ -49,7 +49,9 @@ def fill(store: Store, jobs: int, finished_share: float) -> None:
     """``jobs`` jobs: ``finished_share`` of them finished (one in ten failed), ``RUNNING`` running, the rest queued."""
     for start in range(0, jobs, 1000):
         count = min(1000, jobs - start)
-        store.add_jobs([{"name": f"model_{(start + i) % 4}", "training": {"epochs": EPOCHS_RUNNING}} for i in range(count)])
+        store.add_jobs(
+            [{"name": f"model_{(start + i) % 4}", "training": {"epochs": EPOCHS_RUNNING}} for i in range(count)]
+        )
     finished = int(jobs * finished_share)
     for index in range(finished):
         owner = f"worker-{index % RUNNING}"

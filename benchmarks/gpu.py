@@ -24,9 +24,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-
-import machine  # noqa: E402
+import machine
+import numpy as np
 
 
 def synthetic(rows: int, seed: int = 0):
@@ -73,8 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per device per step")
     parser.add_argument("--rows", type=int, default=1_000_000, help="training rows (synthetic)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs; the first is not timed")
-    parser.add_argument("--logical-cpus", type=int, default=0, metavar="N",
-                        help="no GPU: split the CPU into N logical devices and use them as the 'GPUs'")
+    parser.add_argument(
+        "--logical-cpus",
+        type=int,
+        default=0,
+        metavar="N",
+        help="no GPU: split the CPU into N logical devices and use them as the 'GPUs'",
+    )
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -87,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         gpus = tf.config.list_physical_devices("GPU")
         if not gpus:
-            print("no GPU visible: run on a GPU host, or with --logical-cpus 2 to check the script on a CPU", file=sys.stderr)
+            print(
+                "no GPU visible: run on a GPU host, or with --logical-cpus 2 to check the script on a CPU",
+                file=sys.stderr,
+            )
             return 2
         for gpu in gpus:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -118,11 +125,16 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             sps, val = samples_per_second(spec, data, strategy, Path(folder))
             results[label] = sps
-            print(f"{label:<10} {how:<45} global batch {batch:>7}  {sps:>12,.0f} samples/s  "
-                  f"val MSE {val:.4f}  ({time.perf_counter() - started:.1f} s)", flush=True)
+            print(
+                f"{label:<10} {how:<45} global batch {batch:>7}  {sps:>12,.0f} samples/s  "
+                f"val MSE {val:.4f}  ({time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
     one, every = results["1 device"], results[f"{len(devices)} devices"]
-    print(f"# scaling ratio ({len(devices)} devices / 1 device, samples/s): {every / one:.2f} "
-          f"(ideal {len(devices)}.00){'' if len(devices) > 1 else ': only one device visible'}")
+    print(
+        f"# scaling ratio ({len(devices)} devices / 1 device, samples/s): {every / one:.2f} "
+        f"(ideal {len(devices)}.00){'' if len(devices) > 1 else ': only one device visible'}"
+    )
     return 0
 
 

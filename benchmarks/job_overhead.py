@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import machine  # noqa: E402
+import machine
 
 AIM_SECONDS = 0.2
 
@@ -65,8 +65,15 @@ def measure(broker_url: str | None, jobs: int, folder: Path) -> dict[str, list[f
     spec = str(machine.SPECS / "mlp.yaml")
     overrides = ["training.epochs=2"]
     store = Store.open(settings.db_url)
-    times: dict[str, list[float]] = {"submit_running": [], "created_running": [], "last_epoch_succeeded": [], "training": []}
-    with LocalWorker(f"bench-{os.getpid()}@%h", folder / "worker.log", concurrency=1, env=env, loglevel="WARNING") as worker:
+    times: dict[str, list[float]] = {
+        "submit_running": [],
+        "created_running": [],
+        "last_epoch_succeeded": [],
+        "training": [],
+    }
+    with LocalWorker(
+        f"bench-{os.getpid()}@%h", folder / "worker.log", concurrency=1, env=env, loglevel="WARNING"
+    ) as worker:
         (warm,) = operations.submit([spec], overrides=overrides, settings=settings)
         if wait_finished(store, warm.id).state is not JobState.SUCCEEDED:
             raise SystemExit(f"warm-up job failed:\n{worker.log_tail()}")
@@ -87,12 +94,18 @@ def measure(broker_url: str | None, jobs: int, folder: Path) -> dict[str, list[f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20)
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/11", help="Redis broker (a database of its own); '' skips it")
+    parser.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/11", help="Redis broker (a database of its own); '' skips it"
+    )
     args = parser.parse_args(argv)
 
     print(machine.describe())
-    print(f"# warm worker (1 training process), {args.jobs} jobs one at a time (mlp, diabetes, 2 epochs), SQLite store; medians")
-    print(f"{'broker':<10} {'submit->running':>15} {'created->running':>16} {'last epoch->succeeded':>21} {'training (baseline)':>19}")
+    print(
+        f"# warm worker (1 training process), {args.jobs} jobs one at a time (mlp, diabetes, 2 epochs), SQLite store; medians"
+    )
+    print(
+        f"{'broker':<10} {'submit->running':>15} {'created->running':>16} {'last epoch->succeeded':>21} {'training (baseline)':>19}"
+    )
     worst_redis = 0.0
     brokers = [("redis", args.redis)] if args.redis else []
     brokers.append(("embedded", None))
@@ -100,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="trainyard-bench-") as folder:
             times = measure(url, args.jobs, Path(folder))
         m = {key: machine.median(values) for key, values in times.items()}
-        print(f"{label:<10} {m['submit_running']:>13.3f} s {m['created_running']:>14.3f} s "
-              f"{m['last_epoch_succeeded']:>19.3f} s {m['training']:>17.3f} s", flush=True)
+        print(
+            f"{label:<10} {m['submit_running']:>13.3f} s {m['created_running']:>14.3f} s "
+            f"{m['last_epoch_succeeded']:>19.3f} s {m['training']:>17.3f} s",
+            flush=True,
+        )
         if label == "redis":
             worst_redis = max(m["submit_running"], m["last_epoch_succeeded"])
     if args.redis:

@@ -34,7 +34,7 @@ def describe() -> str:
     except OSError:
         pass
     try:
-        load = "load %.2f/%.2f/%.2f" % os.getloadavg()
+        load = "load {:.2f}/{:.2f}/{:.2f}".format(*os.getloadavg())
     except OSError:
         load = "load ?"
     memory = ""
@@ -54,7 +54,9 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def california_documents(epochs: int, seeds: Iterable[int] = (42,), archs: Sequence[str] = ARCHITECTURES) -> list[dict[str, Any]]:
+def california_documents(
+    epochs: int, seeds: Iterable[int] = (42,), archs: Sequence[str] = ARCHITECTURES
+) -> list[dict[str, Any]]:
     """The article's architectures on California housing, one document per (architecture, seed).
 
     Inputs are the numeric columns without missing values, normalised inside the model; the target is

@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import machine  # noqa: E402
+import machine
 
 TARGET = 1.05
 
@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="trainyard-bench-") as folder:
         store = Store.open(args.db_url or f"sqlite:///{Path(folder) / 'store.sqlite'}")
         print(f"# store: {store.dialect}")
-        print(f"{'data':<11} {'spec':<13} {'epochs':>6} {'off s':>7} {'recording s':>11} {'ratio':>6}  per epoch recorded")
+        print(
+            f"{'data':<11} {'spec':<13} {'epochs':>6} {'off s':>7} {'recording s':>11} {'ratio':>6}  per epoch recorded"
+        )
         for dataset, spec in cases:
             data = load_data(spec)
             model = Path(folder) / "model.keras"
@@ -77,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
                 lease.stop()
                 store.finish(job.id, owner, JobState.SUCCEEDED)
                 if len(store.epochs(job.id)) != spec.training.epochs:
-                    raise SystemExit(f"job {job.id}: {len(store.epochs(job.id))} epochs recorded, expected {spec.training.epochs}")
+                    raise SystemExit(
+                        f"job {job.id}: {len(store.epochs(job.id))} epochs recorded, expected {spec.training.epochs}"
+                    )
             base, rec = machine.median(off), machine.median(on)
             ratio = rec / base
             worst = max(worst, ratio)
             extra_ms = (rec - base) / spec.training.epochs * 1000
-            print(f"{dataset:<11} {spec.name:<13} {spec.training.epochs:>6} {base:>7.3f} {rec:>11.3f} {ratio:>6.3f}  {extra_ms:+.2f} ms")
+            print(
+                f"{dataset:<11} {spec.name:<13} {spec.training.epochs:>6} {base:>7.3f} {rec:>11.3f} {ratio:>6.3f}  {extra_ms:+.2f} ms"
+            )
     verdict = "ok" if worst <= TARGET else "OVER TARGET"
     print(f"# worst ratio: {worst:.3f} (target <= {TARGET}) {verdict}")
     return 0 if worst <= TARGET else 1

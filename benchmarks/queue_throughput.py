@@ -60,7 +60,12 @@ def run_plain_process(paths: list[Path]) -> tuple[float, list[float]]:
 
 def run_trainyard(paths: list[Path], concurrency: int, home: Path) -> float:
     """Wall seconds of ``trainyard run SPEC... -c N`` in a fresh home; every job must succeed."""
-    env = {**os.environ, "TRAINYARD_HOME": str(home), "COLUMNS": "120", "TRAINYARD_DATA_ROOTS": str(machine.CALIFORNIA.parent)}
+    env = {
+        **os.environ,
+        "TRAINYARD_HOME": str(home),
+        "COLUMNS": "120",
+        "TRAINYARD_DATA_ROOTS": str(machine.CALIFORNIA.parent),
+    }
     for key in ("TRAINYARD_DB_URL", "TRAINYARD_BROKER_URL", "TRAINYARD_ARTIFACT_ROOT"):
         env.pop(key, None)
     started = time.perf_counter()
@@ -92,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="trainyard-bench-") as folder:
         documents = machine.california_documents(args.epochs, seeds=args.seeds)
         paths = machine.write_specs(documents, Path(folder) / "specs")
-        print(f"# {len(paths)} jobs ({len(machine.ARCHITECTURES)} architectures x seeds {args.seeds}) on California "
-              f"housing, {args.epochs} epochs, batch 32; median of {args.repeats} runs, alternating")
+        print(
+            f"# {len(paths)} jobs ({len(machine.ARCHITECTURES)} architectures x seeds {args.seeds}) on California "
+            f"housing, {args.epochs} epochs, batch 32; median of {args.repeats} runs, alternating"
+        )
         plain_walls, ours_walls, shortest = [], [], []
         for repeat in range(args.repeats):
             wall, each = run_plain_process(paths)
@@ -101,13 +108,18 @@ def main(argv: list[str] | None = None) -> int:
             shortest.append(min(each))
             ours = run_trainyard(paths, args.concurrency, Path(folder) / f"home-{repeat}")
             ours_walls.append(ours)
-            print(f"run {repeat + 1}: plain {wall:6.1f} s (shortest training {min(each):.1f} s)   "
-                  f"trainyard run -c {args.concurrency} {ours:6.1f} s   ratio {ours / wall:.3f}", flush=True)
+            print(
+                f"run {repeat + 1}: plain {wall:6.1f} s (shortest training {min(each):.1f} s)   "
+                f"trainyard run -c {args.concurrency} {ours:6.1f} s   ratio {ours / wall:.3f}",
+                flush=True,
+            )
     plain_s, ours_s = machine.median(plain_walls), machine.median(ours_walls)
     ratio = ours_s / plain_s
     print(f"plain, one after another: {plain_s:.1f} s   trainyard run -c {args.concurrency}: {ours_s:.1f} s")
     if machine.median(shortest) < MIN_PLAIN_SECONDS:
-        print(f"# note: the shortest plain training took {machine.median(shortest):.1f} s (< {MIN_PLAIN_SECONDS:g} s): raise --epochs")
+        print(
+            f"# note: the shortest plain training took {machine.median(shortest):.1f} s (< {MIN_PLAIN_SECONDS:g} s): raise --epochs"
+        )
     verdict = "ok" if ratio <= TARGET else "OVER TARGET"
     print(f"# wall-time ratio trainyard/plain: {ratio:.3f} (target <= {TARGET}) {verdict}")
     return 0 if ratio <= TARGET else 1

@@ -28,23 +28,35 @@ import machine  # noqa: E402
 
 #: (target, script, full arguments, --quick arguments)
 BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
-    ("1 training throughput", "training_throughput", ["--repeats", "3", "--california"], ["--repeats", "1", "--epochs", "20"]),
+    (
+        "1 training throughput",
+        "training_throughput",
+        ["--repeats", "3", "--california"],
+        ["--repeats", "1", "--epochs", "20"],
+    ),
     ("2 queue throughput", "queue_throughput", ["--repeats", "3"], ["--repeats", "1", "--seeds", "1", "--epochs", "3"]),
     ("3 per-job overhead", "job_overhead", ["--jobs", "20"], ["--jobs", "5"]),
     ("4 metric recording", "metric_recording", ["--repeats", "7", "--california"], ["--repeats", "3"]),
     ("5 store: trainyard jobs", "store_jobs", [], ["--runs", "5", "--submit", "400"]),
     ("5 store: dashboard frame", "dashboard_frame", [], ["--runs", "5"]),
     ("6 memory", "worker_memory", ["--repeats", "3"], ["--repeats", "1", "--no-california"]),
-    ("7 GPU scaling (CPU check)", "gpu", ["--logical-cpus", "2", "--rows", "200000", "--batch-size", "1024"],
-     ["--logical-cpus", "2", "--rows", "50000", "--batch-size", "1024", "--epochs", "3"]),
+    (
+        "7 GPU scaling (CPU check)",
+        "gpu",
+        ["--logical-cpus", "2", "--rows", "200000", "--batch-size", "1024"],
+        ["--logical-cpus", "2", "--rows", "50000", "--batch-size", "1024", "--epochs", "3"],
+    ),
 ]
 
 
 def summary_lines(output: str) -> list[str]:
     """The lines of a benchmark's output that state its figure against the target."""
     keys = ("target", "ratio (", "jobs/s", "aim", "scaling ratio")
-    return [line for line in output.splitlines() if line.startswith(("#", "submit", "Store.add_jobs", "worst", "ratio"))
-            and any(k in line for k in keys)]
+    return [
+        line
+        for line in output.splitlines()
+        if line.startswith(("#", "submit", "Store.add_jobs", "worst", "ratio")) and any(k in line for k in keys)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and script not in args.only:
             continue
         command = [sys.executable, str(HERE / f"{script}.py"), *(quick if args.quick else full)]
-        print(f"\n=== target {target}: {' '.join(Path(c).name if c.endswith('.py') else c for c in command[1:])}", flush=True)
+        print(
+            f"\n=== target {target}: {' '.join(Path(c).name if c.endswith('.py') else c for c in command[1:])}",
+            flush=True,
+        )
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=machine.REPO)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=machine.REPO
+        )
         lines = []
         assert process.stdout is not None
         for line in process.stdout:
@@ -73,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         status = process.wait()
         results.append((target, status, time.perf_counter() - started, summary_lines("".join(lines))))
 
-    print("\n=== summary" + (" (--quick: short runs, a smoke test; not the figures of benchmarks/README.md)" if args.quick else ""))
+    print(
+        "\n=== summary"
+        + (" (--quick: short runs, a smoke test; not the figures of benchmarks/README.md)" if args.quick else "")
+    )
     for target, status, seconds, lines in results:
         if status == 0:
             verdict = "ok"

@@ -31,10 +31,10 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import machine  # noqa: E402
+import machine
 
-from trainyard.cli import main as cli  # noqa: E402
-from trainyard.db import JobState, Store  # noqa: E402
+from trainyard.cli import main as cli
+from trainyard.db import JobState, Store
 
 TARGET_RATIO = 2.0
 OUTPUTS = ("main", "aux")
@@ -53,7 +53,9 @@ def fill(store: Store, jobs: int, finished_share: float) -> None:
         assert job is not None
         for epoch in (1, 2):
             outputs = {name: {"loss": 1.0 / epoch, "val_mse": 0.5 / epoch + k} for k, name in enumerate(OUTPUTS)}
-            store.record_epoch(job.id, "bench-worker", {"epoch": epoch, "loss": 1.0 / epoch, "val_loss": 0.6, "outputs": outputs})
+            store.record_epoch(
+                job.id, "bench-worker", {"epoch": epoch, "loss": 1.0 / epoch, "val_loss": 0.6, "outputs": outputs}
+            )
         state = JobState.FAILED if index % 10 == 9 else JobState.SUCCEEDED
         store.finish(job.id, "bench-worker", state, error="epoch 2: loss is nan" if state is JobState.FAILED else None)
 
@@ -76,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finished-share", type=float, default=0.2, help="share of the jobs run to the end")
     parser.add_argument("--submit", type=int, default=2000, help="jobs in the one big submit")
     parser.add_argument(
-        "--db-url", action="append", default=None, help="three empty databases (small, large, submit); give it three times"
+        "--db-url",
+        action="append",
+        default=None,
+        help="three empty databases (small, large, submit); give it three times",
     )
     args = parser.parse_args(argv)
     if args.db_url is not None and len(args.db_url) != 3:
@@ -117,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         stored = store.add_jobs(docs)
         seconds = time.perf_counter() - started
         assert len(stored) == args.submit
-        print(f"Store.add_jobs of {args.submit} jobs in one transaction ({store.dialect}): {seconds:.2f} s, "
-              f"{args.submit / seconds:,.0f} jobs/s")
+        print(
+            f"Store.add_jobs of {args.submit} jobs in one transaction ({store.dialect}): {seconds:.2f} s, "
+            f"{args.submit / seconds:,.0f} jobs/s"
+        )
         submitted, seconds = submit_sweep(args.submit, Path(folder), args.db_url[2] if args.db_url else None)
-        print(f"submit of {args.submit} spec files in one call (validate, store, dispatch; embedded broker): "
-              f"{seconds:.2f} s, {submitted / seconds:,.0f} jobs/s")
+        print(
+            f"submit of {args.submit} spec files in one call (validate, store, dispatch; embedded broker): "
+            f"{seconds:.2f} s, {submitted / seconds:,.0f} jobs/s"
+        )
     return 0 if worst <= TARGET_RATIO else 1
 
 

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import CALIFORNIA, REPO, describe  # noqa: E402
+from machine import CALIFORNIA, REPO, describe
 
 
 def article_model(kind: str, sizes: dict[str, int], keras, normalization: dict | None = None):
@@ -49,8 +49,11 @@ def article_model(kind: str, sizes: dict[str, int], keras, normalization: dict |
         return keras.models.Sequential(
             [
                 L.Input(shape=(sizes["features"],)),
-                *([L.Normalization(mean=normalization["features"][0], variance=normalization["features"][1])]
-                  if "features" in normalization else []),
+                *(
+                    [L.Normalization(mean=normalization["features"][0], variance=normalization["features"][1])]
+                    if "features" in normalization
+                    else []
+                ),
                 L.Dense(5, activation="relu"),
                 L.Dense(4, activation="relu"),
                 L.Dense(3, activation="relu"),
@@ -120,7 +123,9 @@ def run_plain(spec, data) -> tuple[float, dict[str, float]]:
     if len(outputs) == 1:
         predictions = [predictions]
     val = {
-        name: float(np.mean((np.asarray(p, dtype=np.float64).ravel() - data.valid.y[name].astype(np.float64).ravel()) ** 2))
+        name: float(
+            np.mean((np.asarray(p, dtype=np.float64).ravel() - data.valid.y[name].astype(np.float64).ravel()) ** 2)
+        )
         for name, p in zip(outputs, predictions)
     }
     return elapsed, val
@@ -149,7 +154,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="override every spec's epochs")
     parser.add_argument("--california", action="store_true", help="also run on California housing")
-    parser.add_argument("--california-epochs", type=int, default=20, help="epochs on California housing (387 steps each)")
+    parser.add_argument(
+        "--california-epochs", type=int, default=20, help="epochs on California housing (387 steps each)"
+    )
     args = parser.parse_args()
 
     from trainyard.specs import load_data, load_spec
@@ -168,8 +175,10 @@ def main() -> int:
 
     print(f"{describe()}, tensorflow {tf.__version__}")
     print(f"# median of {args.repeats} runs each, alternating baseline and trainyard in one process")
-    print(f"{'data':<11} {'spec':<13} {'epochs':>6} {'plain s':>8} {'trainyard s':>11} {'plain sps':>10} "
-          f"{'trainyard sps':>13} {'ratio':>6}  max rel val-MSE diff")
+    print(
+        f"{'data':<11} {'spec':<13} {'epochs':>6} {'plain s':>8} {'trainyard s':>11} {'plain sps':>10} "
+        f"{'trainyard sps':>13} {'ratio':>6}  max rel val-MSE diff"
+    )
     worst = float("inf")
     worst_diff = 0.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,11 +196,15 @@ def main() -> int:
             ratio = p / o
             worst = min(worst, ratio)
             worst_diff = max(worst_diff, max(diffs))
-            print(f"{dataset:<11} {spec.name:<13} {spec.training.epochs:>6} {p:>8.2f} {o:>11.2f} "
-                  f"{samples / p:>10.0f} {samples / o:>13.0f} {ratio:>6.2f}  {max(diffs):.1e}")
+            print(
+                f"{dataset:<11} {spec.name:<13} {spec.training.epochs:>6} {p:>8.2f} {o:>11.2f} "
+                f"{samples / p:>10.0f} {samples / o:>13.0f} {ratio:>6.2f}  {max(diffs):.1e}"
+            )
     met = worst >= 2.0 and worst_diff <= 1e-5
-    print(f"# lowest ratio: {worst:.2f} (target >= 2.0), largest relative val-MSE difference {worst_diff:.1e} "
-          f"(target <= 1e-5) {'ok' if met else 'OVER TARGET'}")
+    print(
+        f"# lowest ratio: {worst:.2f} (target >= 2.0), largest relative val-MSE difference {worst_diff:.1e} "
+        f"(target <= 1e-5) {'ok' if met else 'OVER TARGET'}"
+    )
     return 0 if met else 1
 
 

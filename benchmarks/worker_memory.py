@@ -73,7 +73,9 @@ def worker_peak(spec_path: Path, folder: Path) -> float:
     settings = Settings.from_env(env)
     settings.ensure_home()
     store = Store.open(settings.db_url)
-    with LocalWorker(f"mem-{os.getpid()}@%h", folder / "worker.log", concurrency=1, env=env, loglevel="WARNING") as worker:
+    with LocalWorker(
+        f"mem-{os.getpid()}@%h", folder / "worker.log", concurrency=1, env=env, loglevel="WARNING"
+    ) as worker:
         (job,) = operations.submit([str(spec_path)], settings=settings)
         deadline = time.monotonic() + 600
         while not (record := store.get_job(job.id)).state.is_finished:

@@ -19,8 +19,12 @@ def test_defaults_live_under_the_home() -> None:
 
 
 def test_numbers_are_read_from_the_given_mapping() -> None:
-    env = {"TRAINYARD_HOME": "/srv/ty", "TRAINYARD_MAX_ATTEMPTS": "2", "TRAINYARD_LEASE_SECONDS": "8",
-           "TRAINYARD_RECONCILE_SECONDS": "1.5"}  # fmt: skip
+    env = {
+        "TRAINYARD_HOME": "/srv/ty",
+        "TRAINYARD_MAX_ATTEMPTS": "2",
+        "TRAINYARD_LEASE_SECONDS": "8",
+        "TRAINYARD_RECONCILE_SECONDS": "1.5",
+    }
     s = Settings.from_env(env)
     assert (s.max_attempts, s.lease_seconds, s.reconcile_seconds) == (2, 8.0, 1.5)
     assert s.heartbeat_seconds == 2.0  # a quarter of the lease when not given

@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
         return getattr(scheduler, name)
     raise AttributeError(f"module 'trainyard' has no attribute {name!r}")
 
+
 __all__ = [
     "BrokerError",
     "Cancelled",

@@ -73,9 +73,7 @@ class Settings:
         )
         roots_raw = env.get("TRAINYARD_DATA_ROOTS")
         data_roots = (
-            tuple(Path(p).expanduser().resolve() for p in roots_raw.split(os.pathsep) if p)
-            if roots_raw
-            else ()
+            tuple(Path(p).expanduser().resolve() for p in roots_raw.split(os.pathsep) if p) if roots_raw else ()
         )
         lease = _float_env(env, "TRAINYARD_LEASE_SECONDS", defaults.LEASE_SECONDS)
         heartbeat = _float_env(env, "TRAINYARD_HEARTBEAT_SECONDS", min(defaults.HEARTBEAT_SECONDS, lease / 4))

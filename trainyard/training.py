@@ -128,9 +128,7 @@ def train(
 
     steps = math.ceil(len(data.train) / spec.training.batch_size)
     per_execution = 1 if replicas > 1 else max(1, min(steps, MAX_STEPS_PER_EXECUTION))
-    normalization = {
-        name: _moments(data.train.x[name]) for name, inp in spec.inputs.items() if inp.normalize
-    }
+    normalization = {name: _moments(data.train.x[name]) for name, inp in spec.inputs.items() if inp.normalize}
 
     def compiled_model() -> Any:
         keras.utils.set_random_seed(spec.training.seed)

@@ -35,7 +35,9 @@ def make_job(job_id: int, name: str, state: JobState, **fields: Any) -> JobRecor
     return JobRecord(**values)
 
 
-def make_epochs(job_id: int, curves: dict[str, list[float]], *, first_at: float, seconds_each: float) -> tuple[EpochRecord, ...]:
+def make_epochs(
+    job_id: int, curves: dict[str, list[float]], *, first_at: float, seconds_each: float
+) -> tuple[EpochRecord, ...]:
     """Epochs 1..n of ``job_id`` with the given validation MSE per output, one every ``seconds_each``."""
     count = len(next(iter(curves.values())))
     return tuple(

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from trainyard.cli import main
-from trainyard.display import format_mse
 from trainyard.db import JobState, Store, WorkerState
 from trainyard.db.engine import dispose_all
+from trainyard.display import format_mse
 
 
 @pytest.fixture
@@ -19,7 +19,11 @@ def filled(home: Path) -> dict:
     """The default store of a fresh TRAINYARD_HOME: a two-output job done, a one-output job running."""
     store = Store.open()
     done, running, _queued = store.add_jobs(
-        [{"name": "multi_output", "training": {"epochs": 3}}, {"name": "mlp", "training": {"epochs": 4}}, {"name": "wide_deep"}]
+        [
+            {"name": "multi_output", "training": {"epochs": 3}},
+            {"name": "mlp", "training": {"epochs": 4}},
+            {"name": "wide_deep"},
+        ]
     )
     store.claim_next("w1")
     for epoch, (main_mse, aux_mse) in enumerate([(2.0, 3.0), (0.81234, 1.23456), (0.71234, 1.03456)], start=1):
@@ -27,7 +31,9 @@ def filled(home: Path) -> dict:
         store.record_epoch(done.id, "w1", {"epoch": epoch, "loss": 1.0, "val_loss": 1.0, "outputs": outputs})
     store.finish(done.id, "w1", JobState.SUCCEEDED, test_mse={"main": 0.7345, "aux": 1.1111})
     store.claim_next("w1")
-    store.record_epoch(running.id, "w1", {"epoch": 1, "loss": 0.5, "val_loss": 0.6, "outputs": {"y": {"loss": 0.5, "val_mse": 0.6123}}})
+    store.record_epoch(
+        running.id, "w1", {"epoch": 1, "loss": 0.5, "val_loss": 0.6, "outputs": {"y": {"loss": 0.5, "val_mse": 0.6123}}}
+    )
     store.worker_heartbeat("w1", "box", ["/cpu:0"], WorkerState.BUSY, running.id)
     yield {"store": store, "done": store.get_job(done.id), "running": store.get_job(running.id)}
     dispose_all()
@@ -74,7 +80,9 @@ def test_an_unreachable_store_is_one_line_and_exit_2(home: Path, monkeypatch: py
     monkeypatch.setenv("TRAINYARD_DB_URL", "postgresql+psycopg://postgres@127.0.0.1:9/nowhere")
     result = CliRunner().invoke(main, ["dashboard", "--once"])
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: cannot reach the job store at postgresql+psycopg://postgres@127.0.0.1:9/nowhere")
+    assert result.stderr.startswith(
+        "error: cannot reach the job store at postgresql+psycopg://postgres@127.0.0.1:9/nowhere"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -124,7 +132,9 @@ def test_before_anything_is_submitted_it_shows_an_empty_store_and_creates_nothin
 
 
 @pytest.mark.postgres
-def test_an_empty_postgresql_database_gets_no_schema_from_the_dashboard(home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch):
+def test_an_empty_postgresql_database_gets_no_schema_from_the_dashboard(
+    home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+):
     import sqlalchemy as sa
 
     monkeypatch.setenv("TRAINYARD_DB_URL", pg_url)
@@ -141,7 +151,9 @@ def test_an_empty_postgresql_database_gets_no_schema_from_the_dashboard(home: Pa
 def test_plot_to_an_unknown_image_format_is_one_line_and_exit_2(filled: dict, tmp_path: Path):
     result = CliRunner().invoke(main, ["plot", str(filled["done"].id), "--out", str(tmp_path / "curves.xyz")])
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"error: cannot write the plot to {tmp_path / 'curves.xyz'}: Format 'xyz' is not supported")
+    assert result.stderr.startswith(
+        f"error: cannot write the plot to {tmp_path / 'curves.xyz'}: Format 'xyz' is not supported"
+    )
 
 
 def test_plot_of_something_that_is_not_a_job_id_is_exit_2(home: Path, tmp_path: Path):

@@ -40,7 +40,9 @@ def terminal(width: int = 100) -> Console:
 def test_each_refresh_reads_the_store_again_and_redraws():
     console, naps = terminal(), []
     read = Reader(queued(1), queued(2), queued(3))
-    shown = LiveDashboard(read, console=console, clock=lambda: NOW, refresh_seconds=2.5, sleep=naps.append).run(frames=3)
+    shown = LiveDashboard(read, console=console, clock=lambda: NOW, refresh_seconds=2.5, sleep=naps.append).run(
+        frames=3
+    )
     text = console.export_text()
     assert shown == 3 and read.calls == 3 and naps == [2.5, 2.5]
     assert "queued 1" in text and "queued 2" in text and "queued 3" in text

@@ -9,9 +9,9 @@ import pytest
 from dashboard_builders import NOW, ago, make_epochs, make_job
 
 from trainyard.dashboard.render import NARROW_WIDTH, format_duration, progress_bar, sparkline
-from trainyard.display import format_mse
 from trainyard.dashboard.snapshot import RunningJob, Snapshot
 from trainyard.db.records import EpochRecord, JobState, WorkerRecord, WorkerState
+from trainyard.display import format_mse
 
 
 def line_with(text: str, needle: str) -> str:
@@ -55,7 +55,9 @@ def test_a_cleanly_stopped_worker_is_not_lost(frame_text):
 def test_running_jobs_show_progress_timing_and_every_outputs_val_mse(busy_snapshot, frame_text):
     text = frame_text(busy_snapshot, width=160)
     main, aux = following(text, "#3 wide_and_deep", 2)
-    assert re.search(r"#3 wide_and_deep\s+alpha\s+━+─+ 7/20\s+1m20s\s+2m00s\s+main\s+0\.4429\s+0\.4321\s+\S+", main), main
+    assert re.search(r"#3 wide_and_deep\s+alpha\s+━+─+ 7/20\s+1m20s\s+2m00s\s+main\s+0\.4429\s+0\.4321\s+\S+", main), (
+        main
+    )
     assert re.search(r"^\s+aux\s+0\.7857\s+0\.7857\s+\S+", aux), aux
     # the trend falls over the epochs: the first block is the highest, the last ones low
     spark = main.split()[-1]
@@ -168,8 +170,12 @@ def test_eta_of_a_resumed_job_ignores_the_epochs_of_its_earlier_run():
 
 @pytest.mark.parametrize("width", [60, 160])
 def test_a_second_attempt_and_a_pending_cancel_are_shown_with_the_running_job(frame_text, width):
-    job = make_job(5, "retrying", JobState.RUNNING, attempts=2, max_attempts=3, cancel_requested=True, started_at=ago(9))
+    job = make_job(
+        5, "retrying", JobState.RUNNING, attempts=2, max_attempts=3, cancel_requested=True, started_at=ago(9)
+    )
     text = flat(frame_text(Snapshot(taken_at=NOW, source="db", running=(RunningJob(job),)), width=width))
     assert "#5 retrying (attempt 2 of 3, cancelling)" in text
     first = make_job(6, "fresh", JobState.RUNNING, started_at=ago(9))
-    assert "#6 fresh (" not in flat(frame_text(Snapshot(taken_at=NOW, source="db", running=(RunningJob(first),)), width=width))
+    assert "#6 fresh (" not in flat(
+        frame_text(Snapshot(taken_at=NOW, source="db", running=(RunningJob(first),)), width=width)
+    )

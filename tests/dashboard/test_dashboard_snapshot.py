@@ -11,10 +11,10 @@ from dashboard_builders import print_to_text
 
 import trainyard.db.store as store_module
 from trainyard.dashboard.render import render
-from trainyard.display import format_mse
 from trainyard.dashboard.snapshot import read_snapshot, snapshot_reader, utcnow
 from trainyard.db import JobState, Store, WorkerState
 from trainyard.db.engine import dispose_all
+from trainyard.display import format_mse
 
 
 def spec_doc(name: str, epochs: int) -> dict:
@@ -99,7 +99,11 @@ def test_the_frame_shows_the_mse_values_stored_for_every_output(store: Store, bu
     done = store.get_job(busy_store["succeeded"].id)
     row = next(i for i, line in enumerate(lines) if f"#{done.id} {done.name}" in line)
     for offset, output in enumerate(["main", "aux"]):
-        assert lines[row + offset].split()[-3:] == [output, format_mse(done.val_mse[output]), format_mse(done.test_mse[output])]
+        assert lines[row + offset].split()[-3:] == [
+            output,
+            format_mse(done.val_mse[output]),
+            format_mse(done.test_mse[output]),
+        ]
     assert "succeeded" in lines[row]
     failed = busy_store["failed"]
     row = next(i for i, line in enumerate(lines) if f"#{failed.id} {failed.name}" in line)
@@ -162,7 +166,9 @@ def test_jobs_of_a_worker_with_several_pool_processes_are_attributed_to_it(store
     store.worker_heartbeat("celery@box", "box", ["/cpu:0"], WorkerState.BUSY, first.id)  # names one job only
     snapshot = read_snapshot(store)
     assert {r.job.id: r.worker for r in snapshot.running} == {first.id: "celery@box", second.id: "celery@box"}
-    row = next(line for line in print_to_text(render(snapshot, utcnow(), 160), 160).splitlines() if "celery@box " in line)
+    row = next(
+        line for line in print_to_text(render(snapshot, utcnow(), 160), 160).splitlines() if "celery@box " in line
+    )
     assert f"#{first.id}, #{second.id}" in row
 
 

@@ -15,10 +15,10 @@ import pytest
 from dashboard_builders import print_to_text
 
 from trainyard.dashboard.render import render
-from trainyard.display import format_mse
 from trainyard.dashboard.snapshot import snapshot_reader, utcnow
 from trainyard.db import Store
 from trainyard.db.engine import dispose_all
+from trainyard.display import format_mse
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
@@ -51,7 +51,19 @@ def running_rows(text: str) -> list[tuple[int, int, str, str]]:
 def test_the_dashboard_follows_the_four_article_models_epoch_by_epoch(home: Path):
     assert [p.stem for p in SPECS] == ["mlp", "multi_input", "multi_output", "wide_deep"]
     env = {**os.environ, "TRAINYARD_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "trainyard", "run", *map(str, SPECS), "--set", f"training.epochs={EPOCHS}", "-c", "1", "--timeout", "400"]
+    command = [
+        sys.executable,
+        "-m",
+        "trainyard",
+        "run",
+        *map(str, SPECS),
+        "--set",
+        f"training.epochs={EPOCHS}",
+        "-c",
+        "1",
+        "--timeout",
+        "400",
+    ]
     url = f"sqlite:///{home / 'trainyard.sqlite'}"
     read = snapshot_reader(url)
     seen: set[tuple[int, int, str, str]] = set()

@@ -133,7 +133,7 @@ def test_concurrent_claimers_never_get_the_same_job(store: Store) -> None:
             start.wait()
             while (job := store.claim_next(name)) is not None:
                 claimed.append(job.id)
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(6)]
@@ -218,7 +218,12 @@ def test_finish_records_results_and_frees_the_lease(store: Store) -> None:
     done = store.finish(job_id, "w1", "succeeded", test_mse={"price": 0.35}, model_path="/m/1.keras")
 
     assert done.state is JobState.SUCCEEDED
-    assert (done.test_mse, done.val_mse, done.model_path, done.error) == ({"price": 0.35}, {"price": 0.3}, "/m/1.keras", None)
+    assert (done.test_mse, done.val_mse, done.model_path, done.error) == (
+        {"price": 0.35},
+        {"price": 0.3},
+        "/m/1.keras",
+        None,
+    )
     assert done.finished_at is not None and done.lease_expires_at is None
     with pytest.raises(LeaseLost):  # finishing twice is refused
         store.finish(job_id, "w1", JobState.FAILED, error="again")
@@ -244,7 +249,12 @@ def test_release_queues_the_job_again_without_using_an_attempt(store: Store) -> 
 
     released = store.release(job_id, "w1")
 
-    assert (released.state, released.attempts, released.lease_owner, released.epochs_done) == (JobState.QUEUED, 0, None, 1)
+    assert (released.state, released.attempts, released.lease_owner, released.epochs_done) == (
+        JobState.QUEUED,
+        0,
+        None,
+        1,
+    )
     again = store.claim_next("w2")
     assert again is not None and again.id == job_id and again.attempts == 1
 
@@ -352,13 +362,19 @@ def test_retry_queues_a_failed_job_from_scratch(store: Store) -> None:
     retried = store.retry(job_id)
 
     assert retried.state is JobState.QUEUED
-    assert (retried.attempts, retried.epochs_done, retried.error, retried.val_mse, retried.test_mse) == (0, 0, None, {}, {})
+    assert (retried.attempts, retried.epochs_done, retried.error, retried.val_mse, retried.test_mse) == (
+        0,
+        0,
+        None,
+        {},
+        {},
+    )
     assert store.epochs(job_id) == []
     assert store.claim_next("w2") is not None
 
 
 def test_retry_a_cancelled_job_but_not_a_queued_running_or_succeeded_one(store: Store) -> None:
-    queued, other = store.add_jobs([doc("a"), doc("b")])
+    queued, _other = store.add_jobs([doc("a"), doc("b")])
     with pytest.raises(InvalidTransition, match="only failed or cancelled"):
         store.retry(queued.id)
     store.request_cancel(queued.id)
@@ -460,7 +476,10 @@ def test_sqlite_is_set_up_for_several_processes(tmp_path) -> None:  # type: igno
     Store.open(url)  # creates the missing folder too
 
     with engines_for(url).read.connect() as conn:
-        pragma = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in ("journal_mode", "foreign_keys", "busy_timeout")}
+        pragma = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "foreign_keys", "busy_timeout")
+        }
     assert pragma["journal_mode"] == "wal"
     assert pragma["foreign_keys"] == 1
     assert pragma["busy_timeout"] >= 15000
@@ -472,7 +491,9 @@ def test_foreign_keys_are_enforced(store: Store, db_url: str) -> None:
     with pytest.raises(sa.exc.IntegrityError):
         with engines_for(db_url).write.begin() as conn:
             conn.execute(
-                sa.text("INSERT INTO epoch_metrics (job_id, epoch, loss, outputs, recorded_at) VALUES (999, 1, 1.0, '{}', :t)"),
+                sa.text(
+                    "INSERT INTO epoch_metrics (job_id, epoch, loss, outputs, recorded_at) VALUES (999, 1, 1.0, '{}', :t)"
+                ),
                 {"t": utcnow().replace(tzinfo=None)},
             )
 

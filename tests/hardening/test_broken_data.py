@@ -47,8 +47,16 @@ WRITERS: dict[str, tuple[str, Callable[[Path], object], str]] = {
     # case: (file name, writer, words the one-line error must hold)
     "empty file": ("d.csv", lambda p: p.write_text(""), "is empty"),
     "header only": ("d.csv", lambda p: p.write_text("a,b,y\n"), "has a header but no rows"),
-    "missing target column": ("d.csv", lambda p: p.write_text(GOOD.replace(",y\n", ",z\n", 1)), "outputs.y.target: unknown column 'y'"),
-    "text in a numeric column": ("d.csv", lambda p: p.write_text(GOOD.replace("\n5,5,10\n", "\n5,five,10\n")), "non-numeric value(s) such as 'five' (line 7)"),
+    "missing target column": (
+        "d.csv",
+        lambda p: p.write_text(GOOD.replace(",y\n", ",z\n", 1)),
+        "outputs.y.target: unknown column 'y'",
+    ),
+    "text in a numeric column": (
+        "d.csv",
+        lambda p: p.write_text(GOOD.replace("\n5,5,10\n", "\n5,five,10\n")),
+        "non-numeric value(s) such as 'five' (line 7)",
+    ),
     "NaN": ("d.csv", lambda p: p.write_text(GOOD.replace("\n5,5,10\n", "\n5,nan,10\n")), "missing value(s) (line 7)"),
     "inf": ("d.csv", lambda p: p.write_text(GOOD.replace("\n5,5,10\n", "\n5,5,inf\n")), "infinite value(s) (line 7)"),
     "semicolon delimiter": ("d.csv", lambda p: p.write_text(GOOD.replace(",", ";")), "separated by ';'"),

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
 from click.testing import CliRunner
+from worker_support import write_spec
 
 from trainyard.cli import main
 from trainyard.config import Settings
@@ -26,7 +26,6 @@ from trainyard.errors import BrokerError
 from trainyard.scheduler import operations
 from trainyard.worker import broker
 from trainyard.worker.local import LocalWorker, wait_until
-from worker_support import write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -81,8 +80,17 @@ def test_terminated_postgres_backends_mid_write_lose_and_double_no_metric(
             for _ in range(3):
                 with sa.create_engine(pg_url).connect() as locker:
                     locker.execute(sa.text("LOCK TABLE epoch_metrics IN EXCLUSIVE MODE"))  # record_epoch waits here
-                    assert wait_until(lambda: bool(watcher.execute(blocked, {"db": database, "app": WORKER_APP}).all()), 60), (
-                        store.get_job(job_id), watcher.execute(sa.text("SELECT application_name, state, wait_event_type, query FROM pg_stat_activity WHERE datname = :db"), {"db": database}).all())
+                    assert wait_until(
+                        lambda: bool(watcher.execute(blocked, {"db": database, "app": WORKER_APP}).all()), 60
+                    ), (
+                        store.get_job(job_id),
+                        watcher.execute(
+                            sa.text(
+                                "SELECT application_name, state, wait_event_type, query FROM pg_stat_activity WHERE datname = :db"
+                            ),
+                            {"db": database},
+                        ).all(),
+                    )
                     for (pid,) in watcher.execute(blocked, {"db": database, "app": WORKER_APP}).all():
                         kills += watcher.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
                     locker.rollback()
@@ -196,7 +204,9 @@ def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
     ids = [_submit(tmp_path, f"job{i}", settings, epochs=30, batch_size=4) for i in range(6)]
     workers = [start_worker("r1", env), start_worker("r2", env)]
     pids = [w.pid for w in workers]
-    assert wait_until(lambda: store.count_by_state().get(JobState.RUNNING, 0) == 2, WAIT), [w.log_tail(40) for w in workers]
+    assert wait_until(lambda: store.count_by_state().get(JobState.RUNNING, 0) == 2, WAIT), [
+        w.log_tail(40) for w in workers
+    ]
 
     private_redis.stop()
     stopped = time.monotonic()
@@ -224,9 +234,17 @@ def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
     assert not marker.exists()
 
     # The password: in no worker log, no CLI screen, no dashboard.
-    screens = [CliRunner().invoke(main, args).output for args in (
-        ["show", str(ids[0])], ["show", str(ids[0]), "--json"], ["jobs"], ["dashboard", "--once"], ["dashboard", "--json"],
-        ["reconcile"])]
+    screens = [
+        CliRunner().invoke(main, args).output
+        for args in (
+            ["show", str(ids[0])],
+            ["show", str(ids[0]), "--json"],
+            ["jobs"],
+            ["dashboard", "--once"],
+            ["dashboard", "--json"],
+            ["reconcile"],
+        )
+    ]
     logs = [w.log_path.read_text(errors="replace") for w in workers]
     assert all(private_redis.password not in text for text in screens + logs)
     assert any(":***@" in text or ":**@" in text for text in logs)  # the URL is shown, redacted
@@ -249,8 +267,9 @@ def test_a_lease_lost_mid_run_then_resumed_elsewhere_leaves_no_gap_in_the_epochs
 
     settings = Settings.from_env()
     store = Store.open(settings.db_url)
-    (job,) = operations.submit([write_spec(tmp_path, "lost", epochs=100_000, batch_size=64)], settings=settings,
-                               dispatch=False)
+    (job,) = operations.submit(
+        [write_spec(tmp_path, "lost", epochs=100_000, batch_size=64)], settings=settings, dispatch=False
+    )
 
     def run(owner: str) -> threading.Thread:
         claimed = store.claim_next(owner, settings.lease_seconds)

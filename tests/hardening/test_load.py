@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from worker_support import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.scheduler import operations
 from trainyard.worker.local import wait_until
-from worker_support import write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,11 @@ SUCCEEDED_LINE = re.compile(r"job (\d+) \(\w+\): succeeded")
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_soak_200_jobs_while_one_of_two_workers_is_killed_every_few_seconds(
-    tmp_path: Path, env: dict[str, str], redis_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    env: dict[str, str],
+    redis_url: str,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
     start_worker: Any,
 ) -> None:
     monkeypatch.setenv("TRAINYARD_BROKER_URL", redis_url)
@@ -102,23 +106,31 @@ def test_twenty_concurrent_submits_while_two_workers_write_metrics_to_the_same_s
     assert settings.db_url.startswith("sqlite:")
     store = Store.open(settings.db_url)
     writers = [
-        operations.submit([write_spec(tmp_path, f"writer{i}", epochs=100_000, batch_size=64)], priority=10,
-                          settings=settings)[0].id
+        operations.submit(
+            [write_spec(tmp_path, f"writer{i}", epochs=100_000, batch_size=64)], priority=10, settings=settings
+        )[0].id
         for i in range(2)
     ]
     # Niced, so that twenty TensorFlow imports on a 2-core machine are not starved by two trainings;
     # the workers still write epochs all along (checked below).
     workers = [start_worker(name, env, wrap=["nice", "-n", "10"]) for name in ("m1", "m2")]
     assert wait_until(lambda: all(j.epochs_done >= 3 for j in store.get_jobs(writers)), 240), [
-        w.log_tail(40) for w in workers]
+        w.log_tail(40) for w in workers
+    ]
 
     spec = write_spec(tmp_path, "submitted", epochs=1)
     trainyard = Path(sys.executable).with_name("trainyard")
     before = {job_id: store.get_job(job_id).epochs_done for job_id in writers}
     submit_started = time.monotonic()
     processes = [
-        subprocess.Popen([str(trainyard), "submit", "--json", str(spec)], env=env, cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [str(trainyard), "submit", "--json", str(spec)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(SUBMITTERS)
     ]
     results = [(p.wait(600), *p.communicate()) for p in processes]
@@ -126,7 +138,7 @@ def test_twenty_concurrent_submits_while_two_workers_write_metrics_to_the_same_s
     print(f"\nSUBMITS: {SUBMITTERS} processes took {submit_seconds:.0f} s")
     during = {job_id: store.get_job(job_id).epochs_done - before[job_id] for job_id in writers}
 
-    for code, out, err in results:
+    for code, _out, err in results:
         assert code == 0 and "locked" not in err, err
     submitted = [json.loads(out)[0]["id"] for _, out, _ in results]
     assert len(set(submitted)) == SUBMITTERS  # one row per process, none lost
@@ -135,14 +147,18 @@ def test_twenty_concurrent_submits_while_two_workers_write_metrics_to_the_same_s
     rows = store.get_jobs(submitted)  # every row is whole, with its spec (queued behind the writers, or trained)
     assert all(j.name == "submitted" and j.state is not JobState.FAILED for j in rows), rows
     assert all(store.get_job(j.id).spec_document for j in rows)
-    operations.cancel([j.id for j in store.get_jobs([*writers, *submitted]) if not j.state.is_finished],
-                      settings=settings)
+    operations.cancel(
+        [j.id for j in store.get_jobs([*writers, *submitted]) if not j.state.is_finished], settings=settings
+    )
     assert wait_until(lambda: all(j.state.is_finished for j in store.get_jobs([*writers, *submitted])), 300), [
-        w.log_tail(40) for w in workers]
+        w.log_tail(40) for w in workers
+    ]
     assert all(j.state is not JobState.FAILED for j in store.get_jobs(submitted))
     for job in store.get_jobs(writers):
         assert job.state is JobState.CANCELLED
         assert [e.epoch for e in store.epochs(job.id)] == list(range(1, job.epochs_done + 1))  # no gap, no double
     assert all("locked" not in w.log_path.read_text(errors="replace") for w in workers)
-    print(f"SUBMITS: {SUBMITTERS} concurrent submits in {submit_seconds:.0f} s, {sum(during.values())} epochs written meanwhile, "
-          "0 'database is locked', 0 lost rows")
+    print(
+        f"SUBMITS: {SUBMITTERS} concurrent submits in {submit_seconds:.0f} s, {sum(during.values())} epochs written meanwhile, "
+        "0 'database is locked', 0 lost rows"
+    )

@@ -4,7 +4,6 @@ no password on a screen or in a log. (Pickle refused by a worker: see test_fault
 from __future__ import annotations
 
 import ast
-import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,10 @@ HOSTILE_LAYERS: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "Dense", "units": 4, "kernel_initializer": {"class_name": "Evil", "module": "evil", "config": {}}},
         "layers[0].kernel_initializer",
     ),
-    "registered name": ({"type": "Dense", "units": 4, "activation": {"registered_name": "evil>Act"}}, "layers[0].activation"),
+    "registered name": (
+        {"type": "Dense", "units": 4, "activation": {"registered_name": "evil>Act"}},
+        "layers[0].activation",
+    ),
     "module path as type": ({"type": "os.system"}, "layers[0].type"),
     "keras path as type": ({"type": "keras.layers.Dense", "units": 4}, "layers[0].type"),
     "TFSMLayer (loads a saved model)": ({"type": "TFSMLayer"}, "layers[0].type"),
@@ -91,8 +93,12 @@ def test_the_models_trainyard_saves_load_in_safe_mode(home: Path, tmp_path: Path
 
 
 def _csv_spec(source: str) -> dict[str, Any]:
-    return {**SPEC, "data": {"source": source, "split": {"valid": 0.25, "test": 0.25}}, "inputs": ["a"],
-            "outputs": {"y": {"target": "y", "loss": "mean_squared_error"}}}
+    return {
+        **SPEC,
+        "data": {"source": source, "split": {"valid": 0.25, "test": 0.25}},
+        "inputs": ["a"],
+        "outputs": {"y": {"target": "y", "loss": "mean_squared_error"}},
+    }
 
 
 @pytest.fixture
@@ -117,7 +123,9 @@ def test_submit_refuses_data_outside_the_working_directory(source: str, layout: 
     assert Store.open(Settings.from_env().db_url).list_jobs() == []
     # Inside the working directory (the default root) the same data is accepted.
     (job,) = operations.submit([_csv_spec("mine.csv")], dispatch=False)
-    assert Store.open(Settings.from_env().db_url).get_job(job.id).spec_document["data_roots"] == [str(layout["work"].resolve())]
+    assert Store.open(Settings.from_env().db_url).get_job(job.id).spec_document["data_roots"] == [
+        str(layout["work"].resolve())
+    ]
 
 
 def test_trainyard_data_roots_of_the_submitter_widen_or_narrow_the_default(
@@ -176,8 +184,15 @@ def test_a_broker_password_never_reaches_the_screen(home: Path, monkeypatch: pyt
     submitted = cli.invoke(main, ["submit", str(Path(__file__).parents[2] / "specs" / "mlp.yaml")])
     assert submitted.exit_code == 2 and f"redis://:***@127.0.0.1:{port}/0" in submitted.output, submitted.output
     outputs = [submitted.output]
-    for args in (["jobs"], ["jobs", "--json"], ["show", "1"], ["show", "1", "--json"], ["dashboard", "--once"],
-                 ["dashboard", "--json"], ["reconcile"]):
+    for args in (
+        ["jobs"],
+        ["jobs", "--json"],
+        ["show", "1"],
+        ["show", "1", "--json"],
+        ["dashboard", "--once"],
+        ["dashboard", "--json"],
+        ["reconcile"],
+    ):
         result = cli.invoke(main, args)
         assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.output)
         outputs.append(result.output)

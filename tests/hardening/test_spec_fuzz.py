@@ -50,11 +50,32 @@ ODD = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
-    st.sampled_from(["Dense", "Lambda", "relu", "os.system", "../../etc/passwd", "builtin:nope", "${HOME}",
-                     "Concatenate", "features", "h", "y", "target", "mse", "adam", "-1", "1e9", "", " "]),
+    st.sampled_from(
+        [
+            "Dense",
+            "Lambda",
+            "relu",
+            "os.system",
+            "../../etc/passwd",
+            "builtin:nope",
+            "${HOME}",
+            "Concatenate",
+            "features",
+            "h",
+            "y",
+            "target",
+            "mse",
+            "adam",
+            "-1",
+            "1e9",
+            "",
+            " ",
+        ]
+    ),
     st.lists(st.integers(min_value=-3, max_value=5), max_size=3),
-    st.dictionaries(st.sampled_from(["class_name", "module", "name", "units", "type", "config"]),
-                    st.text(max_size=5), max_size=3),
+    st.dictionaries(
+        st.sampled_from(["class_name", "module", "name", "units", "type", "config"]), st.text(max_size=5), max_size=3
+    ),
 )
 
 
@@ -86,7 +107,9 @@ def mutated_specs(draw: st.DrawFn) -> dict[str, Any]:
         elif action == "delete":
             del parent[last]
         elif action == "add" and isinstance(parent, dict):
-            parent[draw(st.sampled_from(["extra", "units", "input", "type", "activation", "columns", "split"]))] = draw(ODD)
+            parent[draw(st.sampled_from(["extra", "units", "input", "type", "activation", "columns", "split"]))] = draw(
+                ODD
+            )
         elif action == "duplicate" and isinstance(parent, list):
             parent.append(copy.deepcopy(parent[last]))
         elif action == "rename" and isinstance(parent, dict):
@@ -125,8 +148,12 @@ def test_mutated_specs_give_a_job_or_a_spec_error_with_paths(
     for base in BASES:
         operations.submit([copy.deepcopy(base)], dispatch=False, settings=config)
 
-    @settings(max_examples=600, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=600,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(mutated_specs())
     def check(doc: dict[str, Any]) -> None:
         before = _count(store)

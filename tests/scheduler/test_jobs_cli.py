@@ -58,7 +58,16 @@ def play_worker(store: Store, job_id: int, val_mses: list[float], end: JobState 
     job = store.claim_next("worker-a")
     assert job is not None and job.id == job_id
     for k, value in enumerate(val_mses, start=1):
-        store.record_epoch(job_id, "worker-a", {"epoch": k, "loss": 2 * value, "val_loss": value, "outputs": {"output": {"loss": 2 * value, "val_mse": value}}})
+        store.record_epoch(
+            job_id,
+            "worker-a",
+            {
+                "epoch": k,
+                "loss": 2 * value,
+                "val_loss": value,
+                "outputs": {"output": {"loss": 2 * value, "val_mse": value}},
+            },
+        )
     if end is JobState.SUCCEEDED:
         store.finish(job_id, "worker-a", end, test_mse={"output": 0.75}, model_path="/models/1.keras")
     elif end is not None:
@@ -161,8 +170,17 @@ def test_show_json_has_the_whole_story_of_a_finished_job(store_url: str) -> None
 
     shown = json.loads(ok("show", str(job["id"]), "--json").stdout)
 
-    assert (shown["id"], shown["name"], shown["state"], shown["attempts"], shown["error"]) == (job["id"], "mlp", "succeeded", 1, None)
-    assert [(e["epoch"], e["loss"], e["val_mse"]) for e in shown["epochs"]] == [(1, 1.0, {"output": 0.5}), (2, 0.8, {"output": 0.4})]
+    assert (shown["id"], shown["name"], shown["state"], shown["attempts"], shown["error"]) == (
+        job["id"],
+        "mlp",
+        "succeeded",
+        1,
+        None,
+    )
+    assert [(e["epoch"], e["loss"], e["val_mse"]) for e in shown["epochs"]] == [
+        (1, 1.0, {"output": 0.5}),
+        (2, 0.8, {"output": 0.4}),
+    ]
     assert shown["val_mse"] == {"output": 0.4}
     assert shown["test_mse"] == {"output": 0.75}
     assert shown["model_path"] == "/models/1.keras"
@@ -249,7 +267,9 @@ def test_an_unreachable_database_is_one_line_and_exit_2(home: Path, monkeypatch:
     result = cli("jobs")
 
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: cannot reach the job store at postgresql+psycopg://trainer:***@127.0.0.1:9/jobs")
+    assert result.stderr.startswith(
+        "error: cannot reach the job store at postgresql+psycopg://trainer:***@127.0.0.1:9/jobs"
+    )
     assert result.stderr.count("\n") == 1
     assert "s3cret" not in result.output
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainyard.errors import SpecError
-from trainyard.specs import allowed_layer_types, build_model, load_spec, validate_spec
+from trainyard.specs import allowed_layer_types, load_spec, validate_spec
 
 COLUMNS = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
@@ -41,8 +41,25 @@ def test_mlp_parameter_count_is_the_dense_formula(n_inputs: int, widths: list[in
 
 def test_allowed_layer_types_keep_the_common_ones_and_refuse_code_and_wrappers() -> None:
     allowed = set(allowed_layer_types())
-    assert {"Dense", "Dropout", "BatchNormalization", "Concatenate", "Add", "Normalization", "LayerNormalization"} <= allowed
-    assert not allowed & {"Lambda", "TFSMLayer", "TimeDistributed", "Bidirectional", "RNN", "Layer", "InputLayer", "Wrapper"}
+    assert {
+        "Dense",
+        "Dropout",
+        "BatchNormalization",
+        "Concatenate",
+        "Add",
+        "Normalization",
+        "LayerNormalization",
+    } <= allowed
+    assert not allowed & {
+        "Lambda",
+        "TFSMLayer",
+        "TimeDistributed",
+        "Bidirectional",
+        "RNN",
+        "Layer",
+        "InputLayer",
+        "Wrapper",
+    }
 
 
 def test_merge_and_regularisation_layers_build_with_their_shapes() -> None:
@@ -53,7 +70,14 @@ def test_merge_and_regularisation_layers_build_with_their_shapes() -> None:
             "inputs": {"a": {"columns": COLUMNS[:4], "normalize": True}, "b": {"columns": COLUMNS[4:]}},
             "layers": [
                 {"name": "ha", "type": "Dense", "units": 8, "activation": "relu", "input": "a"},
-                {"name": "hb", "type": "Dense", "units": 8, "activation": "relu", "input": "b", "kernel_regularizer": "l2"},
+                {
+                    "name": "hb",
+                    "type": "Dense",
+                    "units": 8,
+                    "activation": "relu",
+                    "input": "b",
+                    "kernel_regularizer": "l2",
+                },
                 {"name": "sum", "type": "Add", "input": ["ha", "hb"]},
                 {"name": "bn", "type": "BatchNormalization"},
                 {"name": "drop", "type": "Dropout", "rate": 0.2},

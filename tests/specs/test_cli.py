@@ -30,7 +30,9 @@ def test_validate_prints_each_models_layers_and_parameter_counts() -> None:
 
 
 def test_validate_prints_every_problem_of_every_file_and_exits_2() -> None:
-    result = run("validate", str(SPECS / "mlp.yaml"), str(MALFORMED / "several_problems.yaml"), str(MALFORMED / "cycle.yaml"))
+    result = run(
+        "validate", str(SPECS / "mlp.yaml"), str(MALFORMED / "several_problems.yaml"), str(MALFORMED / "cycle.yaml")
+    )
     assert result.exit_code == 2
     assert "several_problems.yaml: 4 problems" in result.stderr
     for line in (
@@ -61,7 +63,9 @@ def test_train_json_reports_metrics_that_match_the_saved_model(tmp_path: Path) -
     valid = load_data(load_spec(SPECS / "multi_output.yaml")).valid
     predictions = keras.models.load_model(out).predict(valid.x, verbose=0)
     for name, y in valid.y.items():
-        assert doc["val_mse"][name] == pytest.approx(float(np.mean((predictions[name].astype(float) - y) ** 2)), rel=1e-5)
+        assert doc["val_mse"][name] == pytest.approx(
+            float(np.mean((predictions[name].astype(float) - y) ** 2)), rel=1e-5
+        )
 
 
 def test_train_prints_final_metrics_and_saves_under_the_artifact_root(home: Path) -> None:

@@ -62,7 +62,9 @@ def test_own_csv_splits_deterministically_into_disjoint_sets(csv_spec: Path) -> 
     spec = load_spec(csv_spec)
     data = load_data(spec)
     assert (len(data.train), len(data.valid), len(data.test)) == (20, 10, 10)
-    rows = np.concatenate([data.train.x["features"][:, 0], data.valid.x["features"][:, 0], data.test.x["features"][:, 0]])
+    rows = np.concatenate(
+        [data.train.x["features"][:, 0], data.valid.x["features"][:, 0], data.test.x["features"][:, 0]]
+    )
     assert sorted(rows.tolist()) == list(range(40))
     assert np.array_equal(load_data(spec).valid.x["features"], data.valid.x["features"])
     assert np.array_equal(data.valid.y["y"][:, 0], data.valid.x["features"][:, 0] * 3)
@@ -151,8 +153,12 @@ def test_california_housing_missing_and_text_values_are_a_data_error() -> None:
         load_spec(doc)
     problems = {p.path: p.message for p in caught.value.problems}
     assert set(problems) == {"inputs.features.columns[1]", "inputs.features.columns[2]"}
-    assert problems["inputs.features.columns[1]"].startswith("column 'total_bedrooms' has 207 missing value(s) (lines 292, 343, 540, ...)")
-    assert problems["inputs.features.columns[2]"].startswith("column 'ocean_proximity' has 20640 non-numeric value(s) such as 'NEAR BAY'")
+    assert problems["inputs.features.columns[1]"].startswith(
+        "column 'total_bedrooms' has 207 missing value(s) (lines 292, 343, 540, ...)"
+    )
+    assert problems["inputs.features.columns[2]"].startswith(
+        "column 'ocean_proximity' has 20640 non-numeric value(s) such as 'NEAR BAY'"
+    )
     # without the data checks the spec itself is fine (the worker checks again before training)
     assert load_spec(doc, check_data=False).inputs["features"].columns[1] == "total_bedrooms"
 
@@ -161,7 +167,13 @@ def test_parquet_source_with_missing_values_names_rows(tmp_path: Path) -> None:
     import pandas as pd
 
     pd.DataFrame({"a": [1.0, None, 3.0, 4.0, 5.0], "y": [1.0, 2.0, 3.0, 4.0, 5.0]}).to_parquet(tmp_path / "t.parquet")
-    doc = {"name": "p", "data": {"source": "t.parquet"}, "inputs": ["a"], "outputs": {"y": {"target": "y"}}, "training": {"epochs": 1}}
+    doc = {
+        "name": "p",
+        "data": {"source": "t.parquet"},
+        "inputs": ["a"],
+        "outputs": {"y": {"target": "y"}},
+        "training": {"epochs": 1},
+    }
     (tmp_path / "s.yaml").write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"inputs.features.columns\[0\]: column 'a' has 1 missing value\(s\) \(row 1\)"):
         load_spec(tmp_path / "s.yaml")

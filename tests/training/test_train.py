@@ -25,7 +25,10 @@ def _numpy_mse(model_path: Path, split) -> dict[str, float]:
 
     model = keras.models.load_model(model_path)
     predictions = model.predict(split.x, verbose=0)
-    return {name: float(np.mean((predictions[name].astype(np.float64) - y.astype(np.float64)) ** 2)) for name, y in split.y.items()}
+    return {
+        name: float(np.mean((predictions[name].astype(np.float64) - y.astype(np.float64)) ** 2))
+        for name, y in split.y.items()
+    }
 
 
 class Recorder:
@@ -77,7 +80,10 @@ def test_same_seed_gives_same_metrics_and_another_seed_does_not(tmp_path: Path) 
     second = train(spec, model_path=tmp_path / "b.keras")
     assert first.epochs == second.epochs
     assert first.test_mse == second.test_mse
-    other = train(load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=3", "training.seed=7"]), model_path=tmp_path / "c.keras")
+    other = train(
+        load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=3", "training.seed=7"]),
+        model_path=tmp_path / "c.keras",
+    )
     assert other.epochs != first.epochs
 
 
@@ -99,7 +105,9 @@ def test_single_output_and_normalized_csv_inputs(tmp_path: Path, housing_csv: Pa
     assert "Normalization" in [type(layer).__name__ for layer in model.layers]
     data = load_data(spec)
     # the saved model takes raw columns: normalisation is inside it
-    assert result.epochs[-1].val_mse["price"] == pytest.approx(_numpy_mse(result.model_path, data.valid)["price"], rel=1e-5)
+    assert result.epochs[-1].val_mse["price"] == pytest.approx(
+        _numpy_mse(result.model_path, data.valid)["price"], rel=1e-5
+    )
     norm = next(layer for layer in model.layers if type(layer).__name__ == "Normalization")
     assert np.allclose(np.ravel(norm.mean), data.train.x["x"].mean(axis=0), rtol=1e-5)
 
@@ -142,7 +150,9 @@ def test_resume_from_backup_does_not_report_finished_epochs_again(tmp_path: Path
     spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=4"])
     backup = tmp_path / "backup"
     with pytest.raises(KeyboardInterrupt):
-        train(spec, Recorder(crash_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0)
+        train(
+            spec, Recorder(crash_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0
+        )
     sink = Recorder()
     result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0)
     # epoch 2 crashed before its backup was written: the run resumes after epoch 1
@@ -154,11 +164,16 @@ def test_resume_from_backup_does_not_report_finished_epochs_again(tmp_path: Path
 
 def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(tmp_path: Path) -> None:
     # adam: its moment estimates must come back too, not only the weights
-    spec = load_spec(SPECS / "multi_output.yaml", overrides=["training.epochs=5", "training.optimizer={name: adam, learning_rate: 0.01}"])
+    spec = load_spec(
+        SPECS / "multi_output.yaml",
+        overrides=["training.epochs=5", "training.optimizer={name: adam, learning_rate: 0.01}"],
+    )
     straight = train(spec, model_path=tmp_path / "a.keras")
     backup = tmp_path / "backup"
     with pytest.raises(KeyboardInterrupt):
-        train(spec, Recorder(crash_after_epoch=4), model_path=tmp_path / "b.keras", backup_dir=backup, backup_interval=0)
+        train(
+            spec, Recorder(crash_after_epoch=4), model_path=tmp_path / "b.keras", backup_dir=backup, backup_interval=0
+        )
     resumed = train(spec, model_path=tmp_path / "b.keras", backup_dir=backup, backup_interval=0)
     assert resumed.initial_epoch == 3
     assert resumed.val_mse == pytest.approx(straight.val_mse, rel=1e-6)
@@ -169,7 +184,9 @@ def test_an_orderly_stop_backs_up_the_last_finished_epoch_whatever_the_interval(
     spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=6"])
     backup = tmp_path / "backup"
     with pytest.raises(Cancelled):
-        train(spec, Recorder(stop_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600)
+        train(
+            spec, Recorder(stop_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600
+        )
     sink = Recorder()
     result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600)
     assert result.initial_epoch == 2
@@ -220,7 +237,9 @@ def test_ready_made_sets_from_files(tmp_path: Path, housing_csv: Path) -> None:
     result = train(spec, model_path=tmp_path / "m.keras")
     assert result.test_mse is None
     assert len(load_data(spec).valid) == 100
-    assert result.val_mse["price"] == pytest.approx(_numpy_mse(result.model_path, load_data(spec).valid)["price"], rel=1e-5)
+    assert result.val_mse["price"] == pytest.approx(
+        _numpy_mse(result.model_path, load_data(spec).valid)["price"], rel=1e-5
+    )
 
 
 _MIRRORED = textwrap.dedent(
@@ -244,8 +263,12 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_single_device(tmp_path: P
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
         [sys.executable, "-c", _MIRRORED, str(SPECS / "multi_output.yaml"), str(tmp_path)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(runs["mirrored"]) == len(runs["single"]) == 3
@@ -272,8 +295,12 @@ def test_same_seed_gives_same_metrics_in_separate_processes(tmp_path: Path) -> N
     for i in range(2):
         proc = subprocess.run(
             [sys.executable, "-c", _ONE_RUN, str(SPECS / "multi_output.yaml"), str(tmp_path / f"{i}.keras")],
-            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=REPO, timeout=300,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            cwd=REPO,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert runs[0] == runs[1]

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from worker_support import FAST
 
 from trainyard.config import Settings
 from trainyard.worker.local import LocalWorker
-from worker_support import FAST
 
 
 @pytest.fixture

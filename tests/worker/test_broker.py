@@ -84,7 +84,11 @@ def test_queue_size_on_redis_counts_waiting_messages(redis_url: str, home: objec
 
 def test_unreachable_broker_is_named_without_its_password(home: object) -> None:
     settings = Settings.from_env({"TRAINYARD_HOME": str(home), "TRAINYARD_BROKER_URL": DEAD_REDIS})
-    for call in (lambda: check_broker(settings), lambda: send_slots([1], settings), lambda: broker.queue_size(settings)):
+    for call in (
+        lambda: check_broker(settings),
+        lambda: send_slots([1], settings),
+        lambda: broker.queue_size(settings),
+    ):
         with pytest.raises(BrokerError) as caught:
             call()
         message = str(caught.value)

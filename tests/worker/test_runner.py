@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from worker_support import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store, utcnow
-from trainyard.specs import data_fingerprint, load_data, load_spec
 from trainyard.scheduler.operations import DATA_FINGERPRINT_KEY
 from trainyard.scheduler.reconciler import reconcile
+from trainyard.specs import data_fingerprint, load_data, load_spec
 from trainyard.worker import broker, child, runner
-from worker_support import write_spec
 
 pytestmark = pytest.mark.slow
 

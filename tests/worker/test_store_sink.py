@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from worker_support import write_spec
+
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.specs import load_spec
 from trainyard.training import train
 from trainyard.worker.lease import Lease
 from trainyard.worker.runner import StoreSink
-from worker_support import write_spec
 
 OWNER = "test@host/1"
 
@@ -25,7 +26,12 @@ def _claimed(store: Store, epochs: int) -> int:
 
 
 def _metrics(epoch: int) -> dict:
-    return {"epoch": epoch, "loss": 1.0 / epoch, "val_loss": 2.0 / epoch, "outputs": {"y": {"loss": 1.0 / epoch, "val_mse": 2.0 / epoch}}}
+    return {
+        "epoch": epoch,
+        "loss": 1.0 / epoch,
+        "val_loss": 2.0 / epoch,
+        "outputs": {"y": {"loss": 1.0 / epoch, "val_mse": 2.0 / epoch}},
+    }
 
 
 def test_every_epoch_is_stored_in_order_once_flushed(settings: Settings) -> None:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from worker_support import write_spec
 
 from trainyard.cli import main
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.display import format_mse
 from trainyard.worker import broker
-from worker_support import write_spec
 
 
 def test_worker_dry_run_prints_the_plan_and_the_celery_command(env: dict[str, str]) -> None:

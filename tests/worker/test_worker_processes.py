@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from worker_support import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
@@ -18,7 +19,6 @@ from trainyard.scheduler import operations
 from trainyard.worker import broker
 from trainyard.worker.dispatch import send_slots
 from trainyard.worker.local import LocalWorker, wait_until
-from worker_support import write_spec
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,8 @@ from typing import Any
 import click
 
 from trainyard import defaults
-from trainyard.display import format_mse, format_mse_map, styled_state
 from trainyard.db.records import EpochRecord, JobRecord, JobState
-
+from trainyard.display import format_mse, format_mse_map, styled_state
 
 
 def _echo_json(value: Any) -> None:
@@ -31,10 +30,18 @@ def _console() -> Any:
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
-@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a spec field before validation (repeatable), e.g. training.epochs=5.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Override a spec field before validation (repeatable), e.g. training.epochs=5.",
+)
 @click.option("--priority", type=int, default=defaults.PRIORITY, show_default=True, help="Higher runs first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the queued jobs as JSON.")
-@click.option("--no-dispatch", is_flag=True, help="Only store and queue the jobs; a worker's reconciler sends them to the broker.")
+@click.option(
+    "--no-dispatch", is_flag=True, help="Only store and queue the jobs; a worker's reconciler sends them to the broker."
+)
 def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as_json: bool, no_dispatch: bool) -> None:
     """Validate each SPEC and queue one training job per spec; print the job ids.
 
@@ -54,7 +61,13 @@ def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as
 
 @click.command(name="jobs")
 @click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only jobs in this state.")
-@click.option("--limit", type=click.IntRange(min=0), default=defaults.JOBS_LIST_LIMIT, show_default=True, help="Newest jobs to show; 0 shows all.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=defaults.JOBS_LIST_LIMIT,
+    show_default=True,
+    help="Newest jobs to show; 0 shows all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as a JSON list.")
 def jobs_command(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first: id, name, state, attempts, progress, latest validation MSE, age."""
@@ -156,7 +169,10 @@ def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
         table.add_column(f"VAL MSE {name}", justify="right")
     for e in epochs:
         table.add_row(
-            str(e.epoch), format_mse(e.loss), format_mse(e.val_loss), *(format_mse(e.outputs.get(n, {}).get("val_mse")) for n in outputs)
+            str(e.epoch),
+            format_mse(e.loss),
+            format_mse(e.val_loss),
+            *(format_mse(e.outputs.get(n, {}).get("val_mse")) for n in outputs),
         )
     return Group(facts, "", table)
 
@@ -176,7 +192,9 @@ def cancel(job_ids: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("job_ids", nargs=-1, required=True, metavar="JOB...")
-@click.option("--no-dispatch", is_flag=True, help="Only queue the jobs; a worker's reconciler sends them to the broker.")
+@click.option(
+    "--no-dispatch", is_flag=True, help="Only queue the jobs; a worker's reconciler sends them to the broker."
+)
 def retry(job_ids: tuple[str, ...], no_dispatch: bool) -> None:
     """Queue failed or cancelled jobs again, from scratch."""
     from trainyard.scheduler import operations

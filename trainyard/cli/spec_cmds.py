@@ -19,7 +19,9 @@ from trainyard.errors import SpecError
 
 @click.command("validate")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a field, e.g. training.epochs=5.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a field, e.g. training.epochs=5."
+)
 def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
     """Check SPEC files (schema, layer graph, data, Keras shapes) and print each model's layers.
 
@@ -38,7 +40,9 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
         except SpecError as exc:
             failed += 1
             count = len(exc.problems)
-            err.print(f"[bold red]{path}[/]: {count} problem{'s' if count != 1 else ''}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]{path}[/]: {count} problem{'s' if count != 1 else ''}", highlight=False, soft_wrap=True
+            )
             for problem in exc.problems:
                 err.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
             continue
@@ -63,9 +67,15 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
 
 @click.command("train")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (val_mse, test_mse, epochs, model_path) on stdout.")
-@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a field, e.g. training.epochs=5.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to save the .keras model.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object (val_mse, test_mse, epochs, model_path) on stdout."
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a field, e.g. training.epochs=5."
+)
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to save the .keras model."
+)
 def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_path: Path | None) -> None:
     """Train SPEC in this process, with a progress bar per epoch, and save the model.
 

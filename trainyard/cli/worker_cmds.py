@@ -19,9 +19,8 @@ from typing import Any
 import click
 
 from trainyard import defaults
-from trainyard.display import format_mse, format_mse_map, styled_state
 from trainyard.db.records import JobRecord, JobState
-
+from trainyard.display import format_mse, format_mse_map, styled_state
 
 
 def _settings() -> Any:
@@ -31,13 +30,32 @@ def _settings() -> Any:
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("-n", "--name", "name", default="trainyard@%h", show_default=True, help="Celery node name; unique per worker (%h is the host name).")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Training processes (default: chosen from the GPUs and cores).")
-@click.option("--per-gpu", is_flag=True, help="One training process per GPU, each pinned with CUDA_VISIBLE_DEVICES (default: one process over all GPUs with MirroredStrategy).")
+@click.option(
+    "-n",
+    "--name",
+    "name",
+    default="trainyard@%h",
+    show_default=True,
+    help="Celery node name; unique per worker (%h is the host name).",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training processes (default: chosen from the GPUs and cores).",
+)
+@click.option(
+    "--per-gpu",
+    is_flag=True,
+    help="One training process per GPU, each pinned with CUDA_VISIBLE_DEVICES (default: one process over all GPUs with MirroredStrategy).",
+)
 @click.option("--loglevel", "-l", default="INFO", show_default=True, help="Celery log level.")
 @click.option("--dry-run", is_flag=True, help="Print what would run and exit.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- CELERY_ARGS...]")
-def worker(name: str, concurrency: int | None, per_gpu: bool, loglevel: str, dry_run: bool, celery_args: tuple[str, ...]) -> None:
+def worker(
+    name: str, concurrency: int | None, per_gpu: bool, loglevel: str, dry_run: bool, celery_args: tuple[str, ...]
+) -> None:
     """Run a worker here: claim queued jobs and train them until stopped (Ctrl-C or SIGTERM hands
     a running job back to the queue)."""
     from trainyard.config import redact_url
@@ -78,7 +96,12 @@ def worker(name: str, concurrency: int | None, per_gpu: bool, loglevel: str, dry
 
 @click.command()
 @click.option("--loop", is_flag=True, help="Keep reconciling every --interval seconds until Ctrl-C.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=None, help="Seconds between passes (default TRAINYARD_RECONCILE_SECONDS or 10).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds between passes (default TRAINYARD_RECONCILE_SECONDS or 10).",
+)
 def reconcile(loop: bool, interval: float | None) -> None:
     """Requeue jobs whose worker died and re-send broker messages that were lost.
 
@@ -107,11 +130,30 @@ def reconcile(loop: bool, interval: float | None) -> None:
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
-@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a spec field before validation (repeatable), e.g. training.epochs=5.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Override a spec field before validation (repeatable), e.g. training.epochs=5.",
+)
 @click.option("--priority", type=int, default=defaults.PRIORITY, show_default=True, help="Higher runs first.")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Training processes of the local worker (default: chosen from the GPUs and cores).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Give up (exit 1) after this many seconds; the jobs stay queued.")
-def run(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, concurrency: int | None, timeout: float | None) -> None:
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training processes of the local worker (default: chosen from the GPUs and cores).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Give up (exit 1) after this many seconds; the jobs stay queued.",
+)
+def run(
+    specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, concurrency: int | None, timeout: float | None
+) -> None:
     """Submit SPECs, train them here with a background worker, show progress, print a summary.
 
     Exits 0 when every job succeeded, 1 otherwise. Ctrl-C stops the worker; the jobs stay queued.
@@ -151,8 +193,7 @@ def run(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, concu
         local.stop()
         waiting = [j.id for j in store.get_jobs(ids) if not j.state.is_finished]
         console.print(
-            f"interrupted: job(s) {', '.join(map(str, waiting)) or '-'} stay queued; "
-            "`trainyard worker` trains them"
+            f"interrupted: job(s) {', '.join(map(str, waiting)) or '-'} stay queued; `trainyard worker` trains them"
         )
         sys.exit(130)
     console.line()
@@ -233,8 +274,14 @@ def summary_table(jobs: Sequence[JobRecord]) -> Any:
     from rich.table import Table
 
     table = Table(title="trainyard run", header_style="bold", title_justify="left")
-    for column, justify in (("JOB", "right"), ("NAME", "left"), ("STATE", "left"), ("OUTPUT", "left"),
-                            ("VAL MSE", "right"), ("TEST MSE", "right")):
+    for column, justify in (
+        ("JOB", "right"),
+        ("NAME", "left"),
+        ("STATE", "left"),
+        ("OUTPUT", "left"),
+        ("VAL MSE", "right"),
+        ("TEST MSE", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for job in jobs:
         outputs = list(dict.fromkeys([*job.val_mse, *job.test_mse])) or ["-"]

@@ -59,7 +59,9 @@ class LiveDashboard:
         """Show frames until interrupted (Ctrl-C ends quietly) or ``frames`` were shown; returns how many."""
         shown = 0
         first = self.frame()  # fails before the screen is taken when the store is unreachable
-        with Live(first, console=self.console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live:
+        with Live(
+            first, console=self.console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+        ) as live:
             shown = 1
             try:
                 while frames is None or shown < frames:

@@ -24,8 +24,8 @@ from trainyard.dashboard.snapshot import (
     job_duration,
     seconds_between,
 )
-from trainyard.display import STATE_STYLE, format_mse
 from trainyard.db.records import JobRecord, JobState, WorkerRecord, WorkerState
+from trainyard.display import STATE_STYLE, format_mse
 
 #: Below this many columns the running and finished jobs are stacked instead of tabulated.
 NARROW_WIDTH = 120
@@ -34,7 +34,6 @@ NARROW_WIDTH = 120
 WORKERS_NARROW_WIDTH = 80
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
-
 
 
 def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None = None) -> RenderableType:
@@ -305,7 +304,9 @@ def _recent(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
         return Text("Recently finished: none yet.", style="dim")
     if width < NARROW_WIDTH:
         return _recent_stacked(snapshot, now, width)
-    table = Table(title="Recently finished", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title="Recently finished", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False
+    )
     table.add_column("Job", overflow="fold", min_width=10, max_width=max(24, width // 3))
     table.add_column("State", no_wrap=True)
     table.add_column("Finished", no_wrap=True, justify="right")

@@ -136,66 +136,68 @@ class Snapshot:
         Non-finite numbers (a diverged loss) become ``null``: JSON has no NaN.
         """
         now = self.taken_at if now is None else now
-        return _json_safe({
-            "taken_at": _iso(self.taken_at),
-            "source": self.source,
-            "queue": {
-                "counts": {state.value: self.count(state) for state in JobState},
-                "total": self.total_jobs,
-                "oldest_queued_at": _iso(self.oldest_queued_at),
-                "oldest_queued_wait_seconds": (
-                    round(seconds_between(self.oldest_queued_at, now), 3) if self.oldest_queued_at else None
-                ),
-            },
-            "workers": [
-                {
-                    "name": w.name,
-                    "host": w.host,
-                    "devices": list(w.devices),
-                    "state": "lost" if is_lost(w, now) else w.state.value,
-                    "lost": is_lost(w, now),
-                    "current_job_id": w.current_job_id,
-                    "started_at": _iso(w.started_at),
-                    "last_heartbeat": _iso(w.last_heartbeat),
-                    "heartbeat_age_seconds": round(seconds_between(w.last_heartbeat, now), 3),
-                }
-                for w in self.workers
-            ],
-            "running": [
-                {
-                    **_job_json(r.job),
-                    "worker": r.worker,
-                    "epochs_done": r.epochs_done,
-                    "elapsed_seconds": (
-                        round(seconds_between(r.job.started_at, now), 3) if r.job.started_at else None
+        return _json_safe(
+            {
+                "taken_at": _iso(self.taken_at),
+                "source": self.source,
+                "queue": {
+                    "counts": {state.value: self.count(state) for state in JobState},
+                    "total": self.total_jobs,
+                    "oldest_queued_at": _iso(self.oldest_queued_at),
+                    "oldest_queued_wait_seconds": (
+                        round(seconds_between(self.oldest_queued_at, now), 3) if self.oldest_queued_at else None
                     ),
-                    "eta_seconds": _round(r.eta_seconds(now)),
-                    "outputs": {
-                        name: {
-                            "val_mse": r.latest_val_mse(name),
-                            "best_val_mse": r.best_val_mse(name),
-                            "val_mse_by_epoch": r.val_mse_curve(name),
-                        }
-                        for name in r.output_names
-                    },
-                }
-                for r in self.running
-            ],
-            "running_not_shown": self.running_not_shown,
-            "recent": [
-                {
-                    **_job_json(job),
-                    "finished_at": _iso(job.finished_at),
-                    "duration_seconds": _round(job_duration(job)),
-                    "error": job.error,
-                    "outputs": {
-                        name: {"val_mse": job.val_mse.get(name), "test_mse": job.test_mse.get(name)}
-                        for name in _names(job)
-                    },
-                }
-                for job in self.recent
-            ],
-        })
+                },
+                "workers": [
+                    {
+                        "name": w.name,
+                        "host": w.host,
+                        "devices": list(w.devices),
+                        "state": "lost" if is_lost(w, now) else w.state.value,
+                        "lost": is_lost(w, now),
+                        "current_job_id": w.current_job_id,
+                        "started_at": _iso(w.started_at),
+                        "last_heartbeat": _iso(w.last_heartbeat),
+                        "heartbeat_age_seconds": round(seconds_between(w.last_heartbeat, now), 3),
+                    }
+                    for w in self.workers
+                ],
+                "running": [
+                    {
+                        **_job_json(r.job),
+                        "worker": r.worker,
+                        "epochs_done": r.epochs_done,
+                        "elapsed_seconds": (
+                            round(seconds_between(r.job.started_at, now), 3) if r.job.started_at else None
+                        ),
+                        "eta_seconds": _round(r.eta_seconds(now)),
+                        "outputs": {
+                            name: {
+                                "val_mse": r.latest_val_mse(name),
+                                "best_val_mse": r.best_val_mse(name),
+                                "val_mse_by_epoch": r.val_mse_curve(name),
+                            }
+                            for name in r.output_names
+                        },
+                    }
+                    for r in self.running
+                ],
+                "running_not_shown": self.running_not_shown,
+                "recent": [
+                    {
+                        **_job_json(job),
+                        "finished_at": _iso(job.finished_at),
+                        "duration_seconds": _round(job_duration(job)),
+                        "error": job.error,
+                        "outputs": {
+                            name: {"val_mse": job.val_mse.get(name), "test_mse": job.test_mse.get(name)}
+                            for name in _names(job)
+                        },
+                    }
+                    for job in self.recent
+                ],
+            }
+        )
 
 
 def read_snapshot(
@@ -219,7 +221,9 @@ def read_snapshot(
         counts=rows.counts,
         oldest_queued_at=rows.oldest_queued_at,
         workers=rows.workers,
-        running=tuple(RunningJob(job, rows.epochs.get(job.id, ()), _worker_of(job, rows.workers)) for job in rows.running),
+        running=tuple(
+            RunningJob(job, rows.epochs.get(job.id, ()), _worker_of(job, rows.workers)) for job in rows.running
+        ),
         recent=rows.recent,
     )
 

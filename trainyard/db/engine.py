@@ -125,7 +125,9 @@ def _create_sqlite(url: str, parsed: sa.engine.URL) -> Engines:
     try:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot reach the job store at {url}: cannot create its folder ({exc.strerror or exc})") from exc
+        raise StoreError(
+            f"cannot reach the job store at {url}: cannot create its folder ({exc.strerror or exc})"
+        ) from exc
     busy = defaults.SQLITE_BUSY_TIMEOUT_SECONDS
     engine = sa.create_engine(parsed, connect_args={"timeout": busy, "check_same_thread": False})
 
@@ -224,7 +226,13 @@ def translate(exc: SQLAlchemyError, name: str) -> StoreError:
     lowered = text.lower()
     if isinstance(exc, sa.exc.OperationalError) and any(
         marker in lowered
-        for marker in ("connection refused", "could not connect", "connection failed", "unable to open", "timeout expired")
+        for marker in (
+            "connection refused",
+            "could not connect",
+            "connection failed",
+            "unable to open",
+            "timeout expired",
+        )
     ):
         return StoreError(f"cannot reach the job store at {name}: {text}")
     return StoreError(f"job store {name}: {text}")

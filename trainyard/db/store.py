@@ -210,9 +210,7 @@ class Store:
                     .values(name=_doc_name(document), content_hash=digest, document=document, created_at=now)
                     .on_conflict_do_nothing(index_elements=["content_hash"])
                 )
-                spec_ids[digest] = session.scalars(
-                    sa.select(SpecRow.id).where(SpecRow.content_hash == digest)
-                ).one()
+                spec_ids[digest] = session.scalars(sa.select(SpecRow.id).where(SpecRow.content_hash == digest)).one()
             rows = [
                 JobRow(
                     spec_id=spec_ids[digest],
@@ -310,7 +308,9 @@ class Store:
             if self._move(session, job_id, JobState.RUNNING, cancel_requested=True, updated_at=now):
                 return self._job_in(session, job_id)
             job = self._job_in(session, job_id)
-            raise InvalidTransition(f"job {job_id} is already {job.state}; only queued or running jobs can be cancelled")
+            raise InvalidTransition(
+                f"job {job_id} is already {job.state}; only queued or running jobs can be cancelled"
+            )
 
     def retry(self, job_id: int) -> JobRecord:
         """Queue a failed or cancelled job again, from scratch: attempts, epochs and results are reset."""
@@ -395,9 +395,7 @@ class Store:
         now = utcnow()
         expires = now + timedelta(seconds=lease_seconds)
         with self._session(write=True) as session:
-            held = self._move(
-                session, job_id, JobState.RUNNING, owner=owner, lease_expires_at=expires, updated_at=now
-            )
+            held = self._move(session, job_id, JobState.RUNNING, owner=owner, lease_expires_at=expires, updated_at=now)
             job = self._job_in(session, job_id)
             return LeaseStatus(
                 job_id=job_id,
@@ -427,19 +425,22 @@ class Store:
         now = utcnow()
         with self._session(write=True) as session:
             job = self._owned(session, job_id, owner)
-            inserted = session.execute(
-                self._insert(EpochRow)
-                .values(
-                    job_id=job_id,
-                    epoch=epoch,
-                    loss=_finite(_field(metrics, "loss")),
-                    val_loss=_finite(_field(metrics, "val_loss")),
-                    outputs=outputs,
-                    recorded_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["job_id", "epoch"])
-                .returning(EpochRow.id)
-            ).first() is not None
+            inserted = (
+                session.execute(
+                    self._insert(EpochRow)
+                    .values(
+                        job_id=job_id,
+                        epoch=epoch,
+                        loss=_finite(_field(metrics, "loss")),
+                        val_loss=_finite(_field(metrics, "val_loss")),
+                        outputs=outputs,
+                        recorded_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["job_id", "epoch"])
+                    .returning(EpochRow.id)
+                ).first()
+                is not None
+            )
             if inserted and epoch >= job.epochs_done:
                 session.execute(
                     sa.update(JobRow)

@@ -20,7 +20,6 @@ from trainyard.config import Settings
 from trainyard.db import EpochRecord, JobRecord, JobState, Store
 from trainyard.errors import BrokerError, InvalidTransition, JobNotFound, Problem, SpecError, TrainyardError
 
-
 #: Key of the stored spec document holding the data fingerprint taken at submit; the worker
 #: compares it with the data it finds and fails the job if the data changed since.
 DATA_FINGERPRINT_KEY = "data_fingerprint"
@@ -101,10 +100,14 @@ def submit_data_roots(settings: Settings) -> tuple[tuple[Path, ...], str]:
     """The folders a job submitted now may read data from, and how to name them in a message."""
     if settings.data_roots:
         return settings.data_roots, "TRAINYARD_DATA_ROOTS"
-    return (Path.cwd().resolve(),), "the data roots (the working directory; submit from a folder that holds the data or set TRAINYARD_DATA_ROOTS)"
+    return (
+        Path.cwd().resolve(),
+    ), "the data roots (the working directory; submit from a folder that holds the data or set TRAINYARD_DATA_ROOTS)"
 
 
-def jobs(state: JobState | str | None = None, limit: int | None = None, *, settings: Settings | None = None) -> list[JobRecord]:
+def jobs(
+    state: JobState | str | None = None, limit: int | None = None, *, settings: Settings | None = None
+) -> list[JobRecord]:
     """Jobs, newest first; only those in ``state`` if given, at most ``limit`` if given."""
     if state is not None:
         state = _state(state)
@@ -134,9 +137,7 @@ def cancel(job_ids: Iterable[int | str], *, settings: Settings | None = None) ->
     return [store.request_cancel(job_id) for job_id in ids]
 
 
-def retry(
-    job_ids: Iterable[int | str], dispatch: bool = True, *, settings: Settings | None = None
-) -> list[JobRecord]:
+def retry(job_ids: Iterable[int | str], dispatch: bool = True, *, settings: Settings | None = None) -> list[JobRecord]:
     """Queue failed or cancelled jobs again, from scratch, and dispatch them.
 
     Every id is checked first: an unknown id or a job that is not failed or cancelled changes nothing.

@@ -140,9 +140,7 @@ def build_model(spec: JobSpec, normalization: dict[str, tuple[np.ndarray, np.nda
         tensor = keras.Input(shape=(len(inp.columns),), name=name, dtype="float32")
         model_inputs[name] = tensor
         if inp.normalize:
-            mean, variance = (normalization or {}).get(
-                name, (np.zeros(len(inp.columns)), np.ones(len(inp.columns)))
-            )
+            mean, variance = (normalization or {}).get(name, (np.zeros(len(inp.columns)), np.ones(len(inp.columns))))
             norm = keras.layers.Normalization(mean=mean, variance=variance, name=f"{name}_normalization")
             tensor = norm(tensor)
         tensors[name] = tensor
@@ -172,7 +170,10 @@ def build_model(spec: JobSpec, normalization: dict[str, tuple[np.ndarray, np.nda
             continue
         if len(source.shape) != 2:
             problems.append(
-                Problem(f"outputs.{name}.input", f"expected a (batch, features) tensor, {out.input!r} has shape {_shape(source)}")
+                Problem(
+                    f"outputs.{name}.input",
+                    f"expected a (batch, features) tensor, {out.input!r} has shape {_shape(source)}",
+                )
             )
             continue
         try:
@@ -277,7 +278,11 @@ def _layer_class(i: int, type_name: str, args: dict[str, Any]) -> tuple[type | N
 
     cls = getattr(keras.layers, type_name, None) if not type_name.startswith("_") else None
     if not isinstance(cls, type):
-        return None, [Problem(f"layers[{i}].type", f"unknown layer type {type_name!r}{did_you_mean(type_name, allowed_layer_types())}")]
+        return None, [
+            Problem(
+                f"layers[{i}].type", f"unknown layer type {type_name!r}{did_you_mean(type_name, allowed_layer_types())}"
+            )
+        ]
     why = _refusal(type_name, cls)
     if why is not None:
         return None, [Problem(f"layers[{i}].type", f"layer type {type_name!r} is refused: {why}")]
@@ -287,7 +292,9 @@ def _layer_class(i: int, type_name: str, args: dict[str, Any]) -> tuple[type | N
     problems = []
     for key in args:
         if key not in accepted:
-            problems.append(Problem(f"layers[{i}].{key}", f"unknown argument for {type_name}{did_you_mean(key, sorted(accepted))}"))
+            problems.append(
+                Problem(f"layers[{i}].{key}", f"unknown argument for {type_name}{did_you_mean(key, sorted(accepted))}")
+            )
     required = [
         p.name
         for p in signature.parameters.values()

@@ -143,7 +143,10 @@ def _frames(spec: JobSpec) -> dict[str, tuple[pd.DataFrame, bool] | Problem]:
         if where.startswith(BUILTIN_PREFIX):
             name = where[len(BUILTIN_PREFIX) :]
             if name not in BUILTIN_DATASETS:
-                out[role] = Problem(f"data.{role}", f"unknown built-in data set {where!r} (available: {', '.join(BUILTIN_PREFIX + b for b in BUILTIN_DATASETS)})")
+                out[role] = Problem(
+                    f"data.{role}",
+                    f"unknown built-in data set {where!r} (available: {', '.join(BUILTIN_PREFIX + b for b in BUILTIN_DATASETS)})",
+                )
             else:
                 out[role] = (_builtin(name), False)
             continue

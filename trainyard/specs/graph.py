@@ -51,14 +51,19 @@ def resolve_graph(spec: JobSpec) -> tuple[JobSpec, list[Problem]]:
                 refs = [input_names[0]]
             else:
                 problems.append(
-                    Problem(f"layers[{i}].input", f"required for the first layer when there are several inputs ({', '.join(input_names)})")
+                    Problem(
+                        f"layers[{i}].input",
+                        f"required for the first layer when there are several inputs ({', '.join(input_names)})",
+                    )
                 )
                 refs = []
         for j, ref in enumerate(refs):
             if ref not in sources:
                 where = f"layers[{i}].input" + (f"[{j}]" if layer.input_is_list else "")
                 problems.append(Problem(where, f"unknown layer or input {ref!r} (known: {', '.join(sorted(sources))})"))
-            elif ref == layer.name and layer.input is not None:  # a default input equal to the own name means a duplicate name
+            elif (
+                ref == layer.name and layer.input is not None
+            ):  # a default input equal to the own name means a duplicate name
                 problems.append(Problem(f"layers[{i}].input", f"layer {ref!r} takes itself as input"))
         if not refs and layer.input is not None:
             problems.append(Problem(f"layers[{i}].input", "expected at least one layer or input name, received []"))
@@ -71,16 +76,24 @@ def resolve_graph(spec: JobSpec) -> tuple[JobSpec, list[Problem]]:
         if ref is None:
             ref = layers[-1].name if layers else input_names[0] if len(input_names) == 1 else None
             if ref is None:
-                problems.append(Problem(f"outputs.{name}.input", "required when the spec has several inputs and no layers"))
+                problems.append(
+                    Problem(f"outputs.{name}.input", "required when the spec has several inputs and no layers")
+                )
         elif ref not in sources:
-            problems.append(Problem(f"outputs.{name}.input", f"unknown layer or input {ref!r} (known: {', '.join(sorted(sources))})"))
+            problems.append(
+                Problem(
+                    f"outputs.{name}.input", f"unknown layer or input {ref!r} (known: {', '.join(sorted(sources))})"
+                )
+            )
         outputs[name] = out.model_copy(update={"input": ref})
 
     resolved = spec.model_copy(update={"layers": layers, "outputs": outputs})
     cycle = _find_cycle(resolved)
     if cycle:
         first = layer_index[cycle[0]]
-        problems.append(Problem(f"layers[{first}].input", f"cycle in the layer graph: {' -> '.join(cycle + [cycle[0]])}"))
+        problems.append(
+            Problem(f"layers[{first}].input", f"cycle in the layer graph: {' -> '.join(cycle + [cycle[0]])}")
+        )
     elif not problems:
         used = _reachable(resolved)
         for i, layer in enumerate(layers):
@@ -124,7 +137,7 @@ def _find_cycle(spec: JobSpec) -> list[str] | None:
             if ref not in deps:
                 continue
             if state.get(ref) == 1:
-                return stack[stack.index(ref):]
+                return stack[stack.index(ref) :]
             if state.get(ref) is None:
                 found = visit(ref)
                 if found:
@@ -166,10 +179,19 @@ def check_args(i: int, args: dict[str, Any]) -> list[Problem]:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
                 problems.append(Problem(path, f"expected a number in [0, 1), received {value!r}"))
         elif key in _FILE_ARGS and isinstance(value, str):
-            problems.append(Problem(path, f"file paths are not accepted here (received {value!r}); give the values inline as a list"))
+            problems.append(
+                Problem(
+                    path, f"file paths are not accepted here (received {value!r}); give the values inline as a list"
+                )
+            )
         bad = _object_reference(value)
         if bad is not None:
-            problems.append(Problem(path + bad, "serialised Keras objects (mappings with class_name/module/registered_name) are refused; give a name such as 'relu' or 'glorot_uniform'"))
+            problems.append(
+                Problem(
+                    path + bad,
+                    "serialised Keras objects (mappings with class_name/module/registered_name) are refused; give a name such as 'relu' or 'glorot_uniform'",
+                )
+            )
     return problems
 
 

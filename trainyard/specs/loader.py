@@ -101,9 +101,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
         seen[key] = loader.construct_object(value_node, deep=deep)
     return seen
 
@@ -113,7 +111,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def _parse_yaml(text: str, label: str | None) -> Any:
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
@@ -151,7 +149,10 @@ def _apply_override(raw: Any, override: str) -> Problem | None:
         last = i == len(parts) - 1
         if isinstance(part, int):
             if not isinstance(node, list) or not -len(node) <= part < len(node):
-                return Problem(key, f"no item [{part}] here (the spec has {len(node) if isinstance(node, list) else 'no list'} items)")
+                return Problem(
+                    key,
+                    f"no item [{part}] here (the spec has {len(node) if isinstance(node, list) else 'no list'} items)",
+                )
             if last:
                 node[part] = value
             else:

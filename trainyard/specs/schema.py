@@ -91,15 +91,21 @@ class DataSpec(_Model):
     def _one_form(self) -> DataSpec:
         files = [k for k in ("train", "valid", "test") if getattr(self, k) is not None]
         if self.source is not None and files:
-            raise ValueError(f"give either `source` (with `split`) or `train`/`valid`/`test`, not both (received source and {', '.join(files)})")
+            raise ValueError(
+                f"give either `source` (with `split`) or `train`/`valid`/`test`, not both (received source and {', '.join(files)})"
+            )
         if self.source is None:
             if not files:
-                raise ValueError("expected `source` (a .csv/.parquet file or builtin:diabetes) or `train` and `valid` files")
+                raise ValueError(
+                    "expected `source` (a .csv/.parquet file or builtin:diabetes) or `train` and `valid` files"
+                )
             if self.split is not None:
                 raise ValueError("`split` only applies to `source`; with train/valid/test files the sets are given")
             missing = [k for k in ("train", "valid") if getattr(self, k) is None]
             if missing:
-                raise ValueError(f"with ready-made sets, `train` and `valid` are required (missing: {', '.join(missing)})")
+                raise ValueError(
+                    f"with ready-made sets, `train` and `valid` are required (missing: {', '.join(missing)})"
+                )
         return self
 
     @property
@@ -154,7 +160,9 @@ class LayerSpec(_Model):
     def _class_name_only(cls, value: str) -> str:
         # A dotted path or anything but a bare class name could make Keras import a module.
         if not value.isidentifier():
-            raise ValueError(f"expected the name of a keras.layers class such as 'Dense' (module paths are refused), received {value!r}")
+            raise ValueError(
+                f"expected the name of a keras.layers class such as 'Dense' (module paths are refused), received {value!r}"
+            )
         return value
 
     def document(self) -> dict[str, Any]:
@@ -223,7 +231,11 @@ class TrainingSpec(_Model):
         if isinstance(value, str):
             return {"name": value}
         if isinstance(value, dict) and "args" not in value:
-            return {"name": value.get("name"), "args": {k: v for k, v in value.items() if k != "name"}} if "name" in value else value
+            return (
+                {"name": value.get("name"), "args": {k: v for k, v in value.items() if k != "name"}}
+                if "name" in value
+                else value
+            )
         return value
 
     def document(self) -> dict[str, Any]:
@@ -407,9 +419,7 @@ def _user_loc(loc: tuple[Any, ...], raw: Any = None) -> tuple[Any, ...]:
         if part == "args" and loc[:2] == ("training", "optimizer"):
             continue
         out.append(part)
-        if is_key:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+        if is_key or (isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node)):
             node = node[part]
         else:
             node = None

@@ -47,9 +47,7 @@ class _EmbeddedChannel(kombu_sqla.Channel):
         database = sa.engine.make_url(url).database
         if url.startswith("sqlite") and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)  # the broker file's folder
-        engine = sa.create_engine(
-            url, connect_args={"timeout": defaults.SQLITE_BUSY_TIMEOUT_SECONDS}
-        )
+        engine = sa.create_engine(url, connect_args={"timeout": defaults.SQLITE_BUSY_TIMEOUT_SECONDS})
         if url.startswith("sqlite"):
 
             @sa.event.listens_for(engine, "connect")
@@ -157,9 +155,7 @@ def queue_size(settings: Settings | None = None, queue: str = defaults.QUEUE) ->
         with connection(settings.broker_url) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS)
             with conn.channel() as channel:
-                _name, count, _consumers = channel.queue_declare(
-                    queue, durable=True, auto_delete=False, passive=True
-                )
+                _name, count, _consumers = channel.queue_declare(queue, durable=True, auto_delete=False, passive=True)
                 return int(count)
     except Exception as exc:
         if _is_missing_queue(exc):

@@ -110,8 +110,7 @@ class WorkerPlan:
         """One line saying what was chosen and why, printed by ``trainyard worker``."""
         if not self.gpus:
             return (
-                f"no GPU found: {self.concurrency} CPU training process(es) "
-                f"({self.pool} pool, {self.cpu_count} cores)"
+                f"no GPU found: {self.concurrency} CPU training process(es) ({self.pool} pool, {self.cpu_count} cores)"
             )
         names = ", ".join(str(g) for g in self.gpus)
         if self.per_gpu:

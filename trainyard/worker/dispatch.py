@@ -71,4 +71,3 @@ def dispatch(job_ids: Iterable[int], settings: Settings | None = None, *, store:
         store = Store.open(settings.db_url)
     store.mark_dispatched(ids)
     return sent
-

@@ -83,7 +83,7 @@ class NodeKeeper:
             if state is None:
                 state = WorkerState.BUSY if job_id is not None else WorkerState.IDLE
             store.worker_heartbeat(self.name, self.host, self.devices, state, job_id)
-        except Exception as exc:  # the store may be down for a while; the next beat retries
+        except Exception as exc:  # noqa: BLE001 - the store may be down for a while; the next beat retries
             log.warning("worker heartbeat of %s failed: %s", self.name, exc)
 
     def reconcile(self) -> None:
@@ -94,7 +94,7 @@ class NodeKeeper:
             return  # shutting down: slots sent now would come back to this worker; others send them
         try:
             reconcile(self._open(), self.settings)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged; the next pass retries
             log.warning("reconciler pass failed: %s", exc)
 
     def _orphaned(self) -> bool:
@@ -132,7 +132,11 @@ class NodeStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         self.keeper = NodeKeeper(worker.hostname).start()
-        log.info("trainyard node %s: heartbeats and reconciler every %gs", worker.hostname, self.keeper.settings.reconcile_seconds)
+        log.info(
+            "trainyard node %s: heartbeats and reconciler every %gs",
+            worker.hostname,
+            self.keeper.settings.reconcile_seconds,
+        )
 
     def stop(self, worker: Any) -> None:
         if self.keeper is not None:

@@ -304,7 +304,9 @@ def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
         current = data_fingerprint(spec)  # DataError naming the file if it disappeared
         if current != submitted_fingerprint:
             files = ", ".join(str(p) for p in data_paths(spec)) or str(spec.data.source)
-            raise DataError(Problem("data", f"changed since submit ({files}); resubmit the spec to train on the new data"))
+            raise DataError(
+                Problem("data", f"changed since submit ({files}); resubmit the spec to train on the new data")
+            )
     return spec
 
 

@@ -82,9 +82,7 @@ def upgrade() -> None:
             sa.Enum(*WORKER_STATES, name="worker_state", native_enum=False, create_constraint=True, length=16),
             nullable=False,
         ),
-        sa.Column(
-            "current_job_id", sa.Integer(), sa.ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True
-        ),
+        sa.Column("current_job_id", sa.Integer(), sa.ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True),
         sa.Column("started_at", sa.DateTime(), nullable=False),
         sa.Column("last_heartbeat", sa.DateTime(), nullable=False),
     )
