@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,16 +68,43 @@ def pg_url() -> str:
         admin.dispose()
 
 
-@pytest.fixture
-def redis_url() -> str:
-    """URL of a Redis database number reserved for the test, flushed before and after."""
+#: Seconds a test run's claim on a Redis database number lasts if the run dies without releasing it.
+_REDIS_CLAIM_SECONDS = 3600
+
+
+@pytest.fixture(scope="session")
+def _redis_db() -> Iterator[int]:
+    """A Redis database number (1-15) that this test run alone uses.
+
+    Several test runs share the machine's Redis (a developer's, CI's, other sessions'); each claims a
+    free database number with ``SET NX`` in database 0, so that no run flushes another's messages.
+    """
     require_server(REDIS_URL, "Redis")
     import redis
 
-    # A database number of this test run's own (1-15, by process id), so that two test runs on one
-    # machine (a developer's and CI's, say) do not flush each other's messages.
-    db = 1 + os.getpid() % 15
-    url = f"{REDIS_URL.rstrip('/')}/{db}"
+    admin = redis.Redis.from_url(f"{REDIS_URL.rstrip('/')}/0")
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    start = os.getpid() % 15
+    for offset in range(15):
+        db = 1 + (start + offset) % 15
+        if admin.set(f"trainyard-tests:db:{db}", token, nx=True, ex=_REDIS_CLAIM_SECONDS):
+            break
+    else:
+        pytest.fail("every Redis database 1-15 is claimed by another trainyard test run")
+    try:
+        yield db
+    finally:
+        if admin.get(f"trainyard-tests:db:{db}") == token.encode():
+            admin.delete(f"trainyard-tests:db:{db}")
+        admin.close()
+
+
+@pytest.fixture
+def redis_url(_redis_db: int) -> Iterator[str]:
+    """URL of a Redis database number reserved for this test run, flushed before and after the test."""
+    import redis
+
+    url = f"{REDIS_URL.rstrip('/')}/{_redis_db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     try:
