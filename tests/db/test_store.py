@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from trainyard.db import JobState, LeaseLost, Store, WorkerState, spec_hash, utcnow
+from trainyard.db import JobState, LeaseLost, Store, Submission, WorkerState, spec_hash, utcnow
 from trainyard.errors import InvalidTransition, JobNotFound, StoreError
 
 
@@ -227,6 +227,75 @@ def test_finish_records_results_and_frees_the_lease(store: Store) -> None:
     assert done.finished_at is not None and done.lease_expires_at is None
     with pytest.raises(LeaseLost):  # finishing twice is refused
         store.finish(job_id, "w1", JobState.FAILED, error="again")
+
+
+def test_every_metric_of_every_output_is_kept_per_epoch_and_at_the_end(store: Store) -> None:
+    job_id = running(store)
+    store.record_epoch(
+        job_id,
+        "w1",
+        {
+            "epoch": 1,
+            "loss": 1.0,
+            "val_loss": 0.9,
+            "outputs": {"price": {"loss": 0.7, "val_mse": 0.4}, "kind": {"loss": 0.3}},
+            "val_metrics": {"price": {"mse": 0.4, "mae": 0.5}, "kind": {"log_loss": 0.6, "accuracy": float("nan")}},
+        },
+    )
+
+    (stored,) = store.epochs(job_id)
+    assert stored.val_metrics == {"price": {"mse": 0.4, "mae": 0.5}, "kind": {"log_loss": 0.6, "accuracy": None}}
+    assert stored.val_mse == {"price": 0.4}  # only regression outputs have an MSE
+    job = store.get_job(job_id)
+    assert job.val_metrics == stored.val_metrics and job.val_mse == {"price": 0.4}
+    assert job.output_names == ["price", "kind"]
+
+    done = store.finish(
+        job_id,
+        "w1",
+        JobState.SUCCEEDED,
+        val_metrics={"price": {"mse": 0.35, "mae": 0.45}, "kind": {"log_loss": 0.5}},
+        test_metrics={"price": {"mse": 0.37}, "kind": {"log_loss": 0.55, "accuracy": 0.8}},
+        best_epoch=1,
+        stopped_epoch=1,
+    )
+    assert done.val_mse == {"price": 0.35} and done.test_mse == {"price": 0.37}
+    assert done.test_metrics["kind"] == {"log_loss": 0.55, "accuracy": 0.8}
+    assert (done.best_epoch, done.stopped_epoch) == (1, 1)
+
+    # a retry forgets all of it
+    failed_id = running(store, owner="w2")
+    store.finish(failed_id, "w2", JobState.FAILED, test_metrics={"price": {"mse": 1.0}}, best_epoch=3)
+    retried = store.retry(failed_id)
+    assert (retried.val_metrics, retried.test_metrics, retried.best_epoch, retried.stopped_epoch) == (
+        {},
+        {},
+        None,
+        None,
+    )
+
+
+def test_an_epoch_with_only_a_val_mse_reports_it_as_the_mse_metric(store: Store) -> None:
+    job_id = running(store)
+    store.record_epoch(job_id, "w1", epoch(1, val_mse=0.25))
+
+    assert store.epochs(job_id)[0].val_metrics == {"price": {"mse": 0.25}}
+    assert store.get_job(job_id).val_metrics == {"price": {"mse": 0.25}}
+
+
+def test_a_submission_travels_with_its_job_to_the_worker(store: Store) -> None:
+    submitted = Submission(spec=doc("a"), data_fingerprint="abc", data_roots=("/data", "/more"))
+    (queued,) = store.add_jobs([submitted])
+
+    claimed = store.claim_next("w1")
+
+    assert claimed is not None and claimed.submission == submitted
+    assert store.get_job(queued.id).submission == submitted
+    assert store.get_job(queued.id).spec_document == doc("a")  # the spec alone
+    assert store.list_jobs()[0].submission is None  # list queries do not read the spec
+    # a bare document is a submission that recorded nothing
+    (bare,) = store.add_jobs([doc("b")])
+    assert store.get_job(bare.id).submission == Submission(spec=doc("b"))
 
 
 def test_finish_with_a_failure_keeps_the_error(store: Store) -> None:

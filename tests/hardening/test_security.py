@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import trainyard
 from trainyard.cli import main
 from trainyard.config import Settings
-from trainyard.db import JobState, Store
+from trainyard.db import JobState, Store, Submission
 from trainyard.errors import BrokerError, SpecError
 from trainyard.scheduler import operations
 from trainyard.worker import runner
@@ -123,9 +123,8 @@ def test_submit_refuses_data_outside_the_working_directory(source: str, layout: 
     assert Store.open(Settings.from_env().db_url).list_jobs() == []
     # Inside the working directory (the default root) the same data is accepted.
     (job,) = operations.submit([_csv_spec("mine.csv")], dispatch=False)
-    assert Store.open(Settings.from_env().db_url).get_job(job.id).spec_document["data_roots"] == [
-        str(layout["work"].resolve())
-    ]
+    submission = Store.open(Settings.from_env().db_url).get_job(job.id).submission
+    assert submission is not None and submission.data_roots == (str(layout["work"].resolve()),)
 
 
 def test_trainyard_data_roots_of_the_submitter_widen_or_narrow_the_default(
@@ -143,8 +142,7 @@ def _forged_job(store: Store, source: str, roots: list[str]) -> int:
     from trainyard.specs import load_spec
 
     document = load_spec(_csv_spec(source), check_data=False).document()
-    document[operations.DATA_ROOTS_KEY] = roots
-    (job,) = store.add_jobs([document])
+    (job,) = store.add_jobs([Submission(spec=document, data_roots=tuple(roots))])
     return job.id
 
 

@@ -91,7 +91,9 @@ def test_submit_validates_stores_and_queues_one_job_per_spec(store_url: str) -> 
     # The data as it was at submit: the worker refuses to train if it changed since.
     from trainyard.specs import data_fingerprint, load_spec
 
-    assert stored.spec_document["data_fingerprint"] == data_fingerprint(load_spec(MLP))
+    assert stored.submission is not None
+    assert stored.submission.data_fingerprint == data_fingerprint(load_spec(MLP))
+    assert "data_fingerprint" not in stored.spec_document  # the spec document is the spec alone
 
 
 def test_submit_prints_one_line_per_job_by_default(store_url: str) -> None:

@@ -12,8 +12,7 @@ import pytest
 from worker_support import write_spec
 
 from trainyard.config import Settings
-from trainyard.db import JobState, Store, utcnow
-from trainyard.scheduler.operations import DATA_FINGERPRINT_KEY
+from trainyard.db import JobState, Store, Submission, utcnow
 from trainyard.scheduler.reconciler import reconcile
 from trainyard.specs import data_fingerprint, load_data, load_spec
 from trainyard.worker import broker, child, runner
@@ -24,10 +23,9 @@ pytestmark = pytest.mark.slow
 def _queue(store: Store, spec_path: Path, *, fingerprint: str | None = "auto", **overrides: Any) -> int:
     """Queue a job the way submit does: the spec document plus the data fingerprint taken now."""
     spec = load_spec(spec_path, overrides=[f"{k}={v}" for k, v in overrides.items()])
-    doc = spec.document()
-    if fingerprint is not None:
-        doc[DATA_FINGERPRINT_KEY] = data_fingerprint(spec) if fingerprint == "auto" else fingerprint
-    (job,) = store.add_jobs([doc])
+    if fingerprint == "auto":
+        fingerprint = data_fingerprint(spec)
+    (job,) = store.add_jobs([Submission(spec=spec.document(), data_fingerprint=fingerprint)])
     return job.id
 
 

@@ -15,14 +15,16 @@ from trainyard.db.records import (
     JobState,
     LeaseStatus,
     SpecRecord,
+    Submission,
     WorkerRecord,
     WorkerState,
+    utcnow,
 )
 
 if TYPE_CHECKING:
-    from trainyard.db.store import LeaseLost, Store, spec_hash, utcnow
+    from trainyard.db.store import LeaseLost, Store, spec_hash
 
-_FROM_STORE = {"LeaseLost", "Store", "spec_hash", "utcnow"}
+_FROM_STORE = {"LeaseLost", "Store", "spec_hash"}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,6 +43,7 @@ __all__ = [
     "LeaseStatus",
     "SpecRecord",
     "Store",
+    "Submission",
     "WorkerRecord",
     "WorkerState",
     "spec_hash",

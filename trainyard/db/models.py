@@ -92,6 +92,11 @@ class JobRow(Base):
     model_path: Mapped[str | None] = mapped_column(sa.Text)
     val_mse: Mapped[dict[str, Any]] = mapped_column(default=dict)
     test_mse: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    val_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {output: {metric: value}}
+    test_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    best_epoch: Mapped[int | None]
+    stopped_epoch: Mapped[int | None]
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)  # records.Submission.context()
 
     __table_args__ = (
         # the dashboard's "recently finished" and requeue_expired's scan of running jobs.
@@ -117,7 +122,7 @@ class EpochRow(Base):
     epoch: Mapped[int]
     loss: Mapped[float | None] = mapped_column(sa.Float)  # null when not finite
     val_loss: Mapped[float | None] = mapped_column(sa.Float)
-    outputs: Mapped[dict[str, Any]]  # {output_name: {"loss": float, "val_mse": float}}
+    outputs: Mapped[dict[str, Any]]  # {output_name: {"loss": float, "val_metrics": {...}, "val_mse": float}}
     recorded_at: Mapped[datetime]
 
     __table_args__ = (sa.UniqueConstraint("job_id", "epoch", name="uq_epoch_metrics_job_epoch"),)

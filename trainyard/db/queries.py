@@ -20,9 +20,7 @@ from trainyard.config import redact_url
 from trainyard.db import engine as _engine
 from trainyard.db.models import EpochRow, JobRow, WorkerRow
 from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord
-from trainyard.db.store import Store, _epoch_record, _job_record, _worker_record
-
-_FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+from trainyard.db.store import Store, _epoch_record, _job_record, _worker_record, count_by_state
 
 
 def open_existing(url: str) -> Store | None:
@@ -77,9 +75,7 @@ def read_dashboard(
             # One consistent view for the whole frame (the counts agree with the lists), and a
             # guarantee that the dashboard writes nothing. SQLite's read transaction is a snapshot already.
             session.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-        counts = dict.fromkeys(JobState, 0)
-        for state, count in session.execute(sa.select(JobRow.state, sa.func.count()).group_by(JobRow.state)):
-            counts[JobState(state)] = count
+        counts = count_by_state(session)
 
         oldest_queued_at = (
             session.scalar(sa.select(sa.func.min(JobRow.created_at)).where(JobRow.state == JobState.QUEUED))
@@ -114,7 +110,7 @@ def read_dashboard(
         # an ``IN (...) ORDER BY`` over all three would sort every finished job.
         finished: list[JobRecord] = []
         if recent > 0:
-            for state in _FINISHED:
+            for state in JobState.finished_states():
                 if counts[state]:
                     finished.extend(
                         _job_record(row)

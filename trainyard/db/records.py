@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+
+
+def utcnow() -> datetime:
+    """trainyard's clock: an aware UTC datetime (the store returns every timestamp aware, in UTC)."""
+    return datetime.now(timezone.utc)
 
 
 class JobState(str, enum.Enum):
@@ -36,6 +42,11 @@ class JobState(str, enum.Enum):
         """A failed or cancelled job may be queued again."""
         return self in (JobState.FAILED, JobState.CANCELLED)
 
+    @classmethod
+    def finished_states(cls) -> tuple[JobState, ...]:
+        """Every terminal state, in declaration order."""
+        return tuple(state for state in cls if state.is_finished)
+
     def __str__(self) -> str:
         return self.value
 
@@ -49,6 +60,46 @@ class WorkerState(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One job as its submitter hands it to the store: the spec document and what was recorded with it.
+
+    The scheduler builds it at submit time, the store keeps ``spec`` in the content-hashed ``specs``
+    table and everything else in the job's ``context``, and the worker reads it back
+    (:attr:`JobRecord.submission`) to check that the job's data is still what was submitted:
+
+    * ``data_fingerprint``: :func:`trainyard.specs.data_fingerprint` of the data at submit (the worker
+      fails the job if the data changed since);
+    * ``data_roots``: the folders the job may read data from (the submitter's ``TRAINYARD_DATA_ROOTS``
+      or working directory; a worker whose own environment sets ``TRAINYARD_DATA_ROOTS`` enforces
+      that instead). ``None``: nothing was recorded (a job stored by an older trainyard).
+    """
+
+    spec: Mapping[str, Any]
+    data_fingerprint: str | None = None
+    data_roots: tuple[str, ...] | None = None
+
+    def context(self) -> dict[str, Any]:
+        """Everything but the spec, as the JSON object the store keeps beside the job."""
+        context: dict[str, Any] = {}
+        if self.data_fingerprint is not None:
+            context["data_fingerprint"] = self.data_fingerprint
+        if self.data_roots is not None:
+            context["data_roots"] = list(self.data_roots)
+        return context
+
+    @classmethod
+    def from_stored(cls, spec: Mapping[str, Any], context: Mapping[str, Any] | None) -> Submission:
+        """Rebuild a submission from the stored spec document and the job's context."""
+        context = context or {}
+        roots = context.get("data_roots")
+        return cls(
+            spec=spec,
+            data_fingerprint=context.get("data_fingerprint"),
+            data_roots=tuple(str(root) for root in roots) if roots is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -66,19 +117,36 @@ class SpecRecord:
 class EpochRecord:
     """The metrics of one completed epoch of one job.
 
-    ``outputs`` maps each output name to ``{"loss": training loss, "val_mse": validation MSE}``.
+    ``outputs`` maps each output name to ``{"loss": training loss, "val_metrics": {metric: value}}``,
+    plus ``"val_mse"`` for regression outputs (the validation MSE, as every trainyard version stored it).
     """
 
     job_id: int
     epoch: int  # 1-based
     loss: float | None  # None when the loss was not finite
     val_loss: float | None
-    outputs: dict[str, dict[str, float | None]]
+    outputs: dict[str, dict[str, Any]]
     recorded_at: datetime
 
     @property
     def val_mse(self) -> dict[str, float | None]:
-        return {name: m.get("val_mse") for name, m in self.outputs.items()}
+        return {
+            name: m.get("val_mse") for name, m in self.outputs.items() if "val_mse" in m or not m.get("val_metrics")
+        }
+
+    @property
+    def val_metrics(self) -> dict[str, dict[str, float | None]]:
+        """``{output: {metric: value}}`` over the validation split after this epoch."""
+        return {name: metrics_of(m) for name, m in self.outputs.items()}
+
+
+def metrics_of(output: Mapping[str, Any]) -> dict[str, float | None]:
+    """The validation metrics of one output of an epoch (``{"mse": val_mse}`` for epochs stored before
+    trainyard recorded more than the MSE)."""
+    metrics = output.get("val_metrics")
+    if isinstance(metrics, Mapping) and metrics:
+        return dict(metrics)
+    return {"mse": output["val_mse"]} if "val_mse" in output else {}
 
 
 @dataclass(frozen=True)
@@ -103,9 +171,16 @@ class JobRecord:
     lease_expires_at: datetime | None = None
     cancel_requested: bool = False
     model_path: str | None = None
-    val_mse: dict[str, float] = field(default_factory=dict)  # latest (final once succeeded)
-    test_mse: dict[str, float] = field(default_factory=dict)
-    spec_document: dict[str, Any] | None = None  # filled by get_job, not by list queries
+    val_mse: dict[str, float | None] = field(default_factory=dict)  # regression outputs; latest, final once ended
+    test_mse: dict[str, float | None] = field(default_factory=dict)
+    #: ``{output: {metric: value}}`` over the validation split: the latest epoch's, the final model's once ended.
+    val_metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    #: ``{output: {metric: value}}`` of the final model over the test split (empty without one).
+    test_metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    best_epoch: int | None = None  # the epoch whose weights the model holds, when not the last (early stopping)
+    stopped_epoch: int | None = None  # the epoch training stopped at, when before ``epochs_total``
+    spec_document: dict[str, Any] | None = None  # filled by get_job and claim_next, not by list queries
+    context: dict[str, Any] | None = None  # what the submitter recorded beside the spec; filled with it
     dispatched_at: datetime | None = None  # last time a broker message was sent for it
     spec_hash: str | None = None  # content hash of the spec document; filled by get_job
 
@@ -113,6 +188,18 @@ class JobRecord:
     def progress(self) -> str:
         """``"k/n"``: epochs done of the epochs the spec asks for."""
         return f"{self.epochs_done}/{self.epochs_total}"
+
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs the job reported metrics for, in the spec's order (empty before its first epoch)."""
+        return list(dict.fromkeys([*self.val_metrics, *self.val_mse, *self.test_metrics, *self.test_mse]))
+
+    @property
+    def submission(self) -> Submission | None:
+        """The spec document and what the submitter recorded with it (None when the spec was not read)."""
+        if self.spec_document is None:
+            return None
+        return Submission.from_stored(self.spec_document, self.context)
 
 
 @dataclass(frozen=True)
@@ -142,3 +229,35 @@ class WorkerRecord:
     current_job_id: int | None
     started_at: datetime
     last_heartbeat: datetime
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    """An aware datetime as ISO 8601 in UTC (``2026-12-01T10:52:45.123456+00:00``), None as None."""
+    return moment.astimezone(timezone.utc).isoformat() if moment is not None else None
+
+
+def job_json(job: JobRecord) -> dict[str, Any]:
+    """One job as a JSON object: a line of ``trainyard jobs --json``, the start of ``show --json`` and
+    of each job in the dashboard's ``--json``. Metrics are ``null`` where they were not finite."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": job.state.value,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "epochs_done": job.epochs_done,
+        "epochs_total": job.epochs_total,
+        "val_mse": dict(job.val_mse),
+        "test_mse": dict(job.test_mse),
+        "val_metrics": {name: dict(values) for name, values in job.val_metrics.items()},
+        "test_metrics": {name: dict(values) for name, values in job.test_metrics.items()},
+        "best_epoch": job.best_epoch,
+        "stopped_epoch": job.stopped_epoch,
+        "error": job.error,
+        "cancel_requested": job.cancel_requested,
+        "created_at": isoformat(job.created_at),
+        "updated_at": isoformat(job.updated_at),
+        "started_at": isoformat(job.started_at),
+        "finished_at": isoformat(job.finished_at),
+    }

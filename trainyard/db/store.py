@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -41,8 +41,10 @@ from trainyard.db.records import (
     JobState,
     LeaseStatus,
     SpecRecord,
+    Submission,
     WorkerRecord,
     WorkerState,
+    utcnow,
 )
 from trainyard.errors import InvalidTransition, JobNotFound, StoreError
 
@@ -50,8 +52,7 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-_FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-_RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
+_RETRYABLE = tuple(state for state in JobState if state.can_retry)
 
 
 class LeaseLost(InvalidTransition):
@@ -89,11 +90,6 @@ def _retrying(what: str, attempt: Callable[[], _T], seconds: float | None = None
             delay = min(delay * 2, 2.0)
 
 
-def utcnow() -> datetime:
-    """The store's clock: aware UTC."""
-    return datetime.now(timezone.utc)
-
-
 def spec_hash(document: Mapping[str, Any]) -> str:
     """Content hash of a spec document: identical documents hash alike whatever their key order."""
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -110,6 +106,38 @@ def _finite(value: Any) -> float | None:
 
 def _mse_map(values: Mapping[str, Any] | None) -> dict[str, float | None]:
     return {str(name): _finite(value) for name, value in (values or {}).items()}
+
+
+def _finite_tree(value: Any) -> Any:
+    """A JSON value with every non-finite number (NaN, inf) replaced by null, mappings' keys as strings."""
+    if isinstance(value, Mapping):
+        return {str(key): _finite_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_tree(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return _finite(value)
+    return _finite(float(value))  # numpy scalars
+
+
+def _metric_maps(
+    mse: Mapping[str, Any] | None, metrics: Mapping[str, Mapping[str, Any]] | None
+) -> tuple[dict[str, float | None], dict[str, dict[str, float | None]]]:
+    """``(val_mse, val_metrics)`` from either or both: the MSE of the regression outputs is their ``mse``."""
+    full = {str(name): _finite_tree(dict(values)) for name, values in (metrics or {}).items()}
+    for name, value in (mse or {}).items():
+        full.setdefault(str(name), {}).setdefault("mse", _finite(value))
+    only_mse = {name: values["mse"] for name, values in full.items() if "mse" in values}
+    return only_mse, full
+
+
+def count_by_state(session: Session) -> dict[JobState, int]:
+    """How many jobs are in each state (every state present, zeros included): one ``GROUP BY``."""
+    counts = dict.fromkeys(JobState, 0)
+    for state, count in session.execute(sa.select(JobRow.state, sa.func.count()).group_by(JobRow.state)):
+        counts[JobState(state)] = count
+    return counts
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -159,10 +187,6 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.name!r})"
 
-    def close(self) -> None:
-        """Nothing to release: connections go back to the process-wide pool after each call.
-        (``trainyard.db.engine.dispose_all()`` closes the pools themselves.)"""
-
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
         """One transaction; database errors leave it as one :class:`StoreError` naming the database."""
@@ -184,25 +208,27 @@ class Store:
 
     def add_jobs(
         self,
-        docs: Sequence[Mapping[str, Any]],
+        submissions: Sequence[Submission | Mapping[str, Any]],
         priority: int = defaults.PRIORITY,
         max_attempts: int = defaults.MAX_ATTEMPTS,
     ) -> list[JobRecord]:
-        """Store each spec document (once per content hash) and queue one job per document.
+        """Store each submission's spec document (once per content hash) and queue one job per submission.
 
-        All or nothing: one transaction. ``docs`` are ``JobSpec.document()`` dicts; the job takes its
-        name from ``doc["name"]`` and its epoch count from ``doc["training"]["epochs"]``.
+        All or nothing: one transaction. A submission is a :class:`Submission` or a bare spec document
+        (``JobSpec.document()``); the job takes its name from the document's ``name`` and its epoch
+        count from ``training.epochs``, and keeps the rest of the submission as its ``context``.
         """
         if max_attempts < 1:
             raise StoreError(f"max_attempts: expected a positive integer, received {max_attempts!r}")
         now = utcnow()
         prepared = []
-        for doc in docs:
-            document = json.loads(json.dumps(doc, default=str))  # plain JSON types, checked early
-            prepared.append((document, spec_hash(document)))
+        for item in submissions:
+            submission = item if isinstance(item, Submission) else Submission(spec=item)
+            document = json.loads(json.dumps(submission.spec, default=str))  # plain JSON types, checked early
+            prepared.append((document, spec_hash(document), submission.context()))
         with self._session(write=True) as session:
             spec_ids: dict[str, int] = {}
-            for document, digest in prepared:
+            for document, digest, _context in prepared:
                 if digest in spec_ids:
                     continue
                 session.execute(
@@ -226,8 +252,11 @@ class Store:
                     cancel_requested=False,
                     val_mse={},
                     test_mse={},
+                    val_metrics={},
+                    test_metrics={},
+                    context=context,
                 )
-                for document, digest in prepared
+                for document, digest, context in prepared
             ]
             session.add_all(rows)
             session.flush()
@@ -276,11 +305,8 @@ class Store:
 
     def count_by_state(self) -> dict[JobState, int]:
         """How many jobs are in each state (every state present, zeros included)."""
-        counts = dict.fromkeys(JobState, 0)
         with self._session() as session:
-            for state, count in session.execute(sa.select(JobRow.state, sa.func.count()).group_by(JobRow.state)):
-                counts[JobState(state)] = count
-        return counts
+            return count_by_state(session)
 
     def epochs(self, job_id: int) -> list[EpochRecord]:
         """The recorded epochs of a job, in order; raises :class:`JobNotFound`."""
@@ -333,6 +359,10 @@ class Store:
                 model_path=None,
                 val_mse={},
                 test_mse={},
+                val_metrics={},
+                test_metrics={},
+                best_epoch=None,
+                stopped_epoch=None,
                 updated_at=now,
             )
             if not moved:
@@ -418,10 +448,16 @@ class Store:
         epoch = int(_field(metrics, "epoch"))
         if epoch < 1:
             raise StoreError(f"job {job_id}: epoch numbers start at 1, received {epoch}")
-        outputs = {
-            str(name): {str(key): _finite(value) for key, value in (values or {}).items()}
-            for name, values in (_field(metrics, "outputs") or {}).items()
+        outputs: dict[str, dict[str, Any]] = {
+            str(name): _finite_tree(dict(values or {})) for name, values in (_field(metrics, "outputs") or {}).items()
         }
+        for name, values in (_field(metrics, "val_metrics") or {}).items():
+            outputs.setdefault(str(name), {})["val_metrics"] = _finite_tree(dict(values))
+        for values in outputs.values():
+            if "val_mse" in values and "val_metrics" not in values:
+                values["val_metrics"] = {"mse": values["val_mse"]}
+            elif "val_mse" not in values and "mse" in values.get("val_metrics", {}):
+                values["val_mse"] = values["val_metrics"]["mse"]
         now = utcnow()
         with self._session(write=True) as session:
             job = self._owned(session, job_id, owner)
@@ -447,7 +483,8 @@ class Store:
                     .where(JobRow.id == job_id)
                     .values(
                         epochs_done=epoch,
-                        val_mse={name: values.get("val_mse") for name, values in outputs.items()},
+                        val_mse={name: values["val_mse"] for name, values in outputs.items() if "val_mse" in values},
+                        val_metrics={name: values.get("val_metrics", {}) for name, values in outputs.items()},
                         updated_at=now,
                     )
                     .execution_options(synchronize_session=False)
@@ -460,27 +497,57 @@ class Store:
         owner: str,
         state: JobState | str,
         error: str | None = None,
-        test_mse: Mapping[str, float] | None = None,
+        test_mse: Mapping[str, float | None] | None = None,
         model_path: str | None = None,
         *,
-        val_mse: Mapping[str, float] | None = None,
+        val_mse: Mapping[str, float | None] | None = None,
+        val_metrics: Mapping[str, Mapping[str, float | None]] | None = None,
+        test_metrics: Mapping[str, Mapping[str, float | None]] | None = None,
+        best_epoch: int | None = None,
+        stopped_epoch: int | None = None,
     ) -> JobRecord:
         """End ``owner``'s run of a job in a terminal ``state`` (succeeded, failed or cancelled).
 
-        ``val_mse`` defaults to the last recorded epoch's. Raises :class:`LeaseLost` if ``owner``
-        does not hold the job. A dropped connection is retried; if the dropped attempt had in fact
-        committed, the retry finds the job already ended by ``owner`` and returns it.
+        The final model's metrics are ``val_metrics``/``test_metrics`` (``{output: {metric: value}}``)
+        and, for the regression outputs, ``val_mse``/``test_mse``; either form is enough, the store
+        keeps both consistent. The validation metrics default to the last recorded epoch's.
+        ``best_epoch`` and ``stopped_epoch`` record a run that stopped early or restored an earlier
+        epoch's weights. Raises :class:`LeaseLost` if ``owner`` does not hold the job. A dropped
+        connection is retried; if the dropped attempt had in fact committed, the retry finds the job
+        already ended by ``owner`` and returns it.
         """
+        target = JobState(state)
+        if not target.is_finished:
+            raise InvalidTransition(f"finish job {job_id}: expected succeeded, failed or cancelled, received {target}")
+        now = utcnow()
+        test_only_mse, test_full = _metric_maps(test_mse, test_metrics)
+        values: dict[str, Any] = {
+            "state": target,
+            "finished_at": now,
+            "updated_at": now,
+            "lease_expires_at": None,
+            "error": error if target is not JobState.SUCCEEDED else None,
+            "test_mse": test_only_mse,
+            "test_metrics": test_full,
+            "model_path": model_path,
+            "best_epoch": best_epoch,
+            "stopped_epoch": stopped_epoch,
+        }
+        if val_mse is not None or val_metrics is not None:
+            values["val_mse"], values["val_metrics"] = _metric_maps(val_mse, val_metrics)
         dropped = False
 
         def attempt() -> JobRecord:
             nonlocal dropped
             try:
-                return self._finish(job_id, owner, state, error, test_mse, model_path, val_mse=val_mse)
+                with self._session(write=True) as session:
+                    if not self._move(session, job_id, JobState.RUNNING, owner=owner, **values):
+                        self._raise_lost(session, job_id, owner)
+                    return self._job_in(session, job_id)
             except LeaseLost:
                 if dropped:
                     job = self.get_job(job_id)
-                    if job.state is JobState(state) and job.lease_owner == owner:
+                    if job.state is target and job.lease_owner == owner:
                         return job
                 raise
             except StoreError as exc:
@@ -488,37 +555,6 @@ class Store:
                 raise
 
         return _retrying(f"job {job_id}: recording its end", attempt)
-
-    def _finish(
-        self,
-        job_id: int,
-        owner: str,
-        state: JobState | str,
-        error: str | None,
-        test_mse: Mapping[str, float] | None,
-        model_path: str | None,
-        *,
-        val_mse: Mapping[str, float] | None,
-    ) -> JobRecord:
-        target = JobState(state)
-        if not target.is_finished:
-            raise InvalidTransition(f"finish job {job_id}: expected succeeded, failed or cancelled, received {target}")
-        now = utcnow()
-        values: dict[str, Any] = {
-            "state": target,
-            "finished_at": now,
-            "updated_at": now,
-            "lease_expires_at": None,
-            "error": error if target is not JobState.SUCCEEDED else None,
-            "test_mse": _mse_map(test_mse),
-            "model_path": model_path,
-        }
-        if val_mse is not None:
-            values["val_mse"] = _mse_map(val_mse)
-        with self._session(write=True) as session:
-            if not self._move(session, job_id, JobState.RUNNING, owner=owner, **values):
-                self._raise_lost(session, job_id, owner)
-            return self._job_in(session, job_id)
 
     def release(self, job_id: int, owner: str) -> JobRecord:
         """Hand a running job back (worker shutdown): it is queued again without using up an attempt,
@@ -717,7 +753,12 @@ def _job_record(row: JobRow, document: dict[str, Any] | None = None, digest: str
         model_path=row.model_path,
         val_mse=dict(row.val_mse or {}),
         test_mse=dict(row.test_mse or {}),
+        val_metrics={name: dict(values) for name, values in (row.val_metrics or {}).items()},
+        test_metrics={name: dict(values) for name, values in (row.test_metrics or {}).items()},
+        best_epoch=row.best_epoch,
+        stopped_epoch=row.stopped_epoch,
         spec_document=document,
+        context=dict(row.context or {}) if document is not None else None,
         dispatched_at=row.dispatched_at,
         spec_hash=digest,
     )

@@ -11,23 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from trainyard import defaults
 from trainyard.config import Settings
-from trainyard.db import EpochRecord, JobRecord, JobState, Store
+from trainyard.db import EpochRecord, JobRecord, JobState, Store, Submission
+from trainyard.db.records import isoformat, job_json
 from trainyard.errors import BrokerError, InvalidTransition, JobNotFound, Problem, SpecError, TrainyardError
-
-#: Key of the stored spec document holding the data fingerprint taken at submit; the worker
-#: compares it with the data it finds and fails the job if the data changed since.
-DATA_FINGERPRINT_KEY = "data_fingerprint"
-
-#: Key of the stored spec document holding the folders the job may read data from: the
-#: submitter's ``TRAINYARD_DATA_ROOTS``, or else the submitter's working directory. A worker
-#: whose own environment sets ``TRAINYARD_DATA_ROOTS`` enforces that instead.
-DATA_ROOTS_KEY = "data_roots"
 
 
 def open_store(settings: Settings | None = None) -> Store:
@@ -71,7 +62,7 @@ def submit(
     if not sources:
         raise SpecError("no spec given: pass at least one spec file")
     overrides = list(overrides)
-    documents: list[dict[str, Any]] = []
+    submissions: list[Submission] = []
     failures: list[SpecError] = []
     for source in sources:
         try:
@@ -83,14 +74,17 @@ def submit(
         except SpecError as exc:
             failures.append(exc if exc.source else SpecError(exc.problems, source=str(source)))
             continue
-        document = spec.document()
-        document[DATA_FINGERPRINT_KEY] = data_fingerprint(spec)
-        document[DATA_ROOTS_KEY] = [str(root) for root in roots]
-        documents.append(document)
+        submissions.append(
+            Submission(
+                spec=spec.document(),
+                data_fingerprint=data_fingerprint(spec),
+                data_roots=tuple(str(root) for root in roots),
+            )
+        )
     if failures:
         raise failures[0] if len(failures) == 1 else _combined(failures)
     store = open_store(settings)
-    jobs = store.add_jobs(documents, priority=priority, max_attempts=settings.max_attempts)
+    jobs = store.add_jobs(submissions, priority=priority, max_attempts=settings.max_attempts)
     if dispatch:
         _dispatch(store, [job.id for job in jobs], settings)
     return jobs
@@ -160,50 +154,30 @@ def retry(job_ids: Iterable[int | str], dispatch: bool = True, *, settings: Sett
 # ---------------------------------------------------------------- JSON documents
 
 
-def job_summary(job: JobRecord) -> dict[str, Any]:
-    """One job as a line of ``trainyard jobs --json``."""
-    return {
-        "id": job.id,
-        "name": job.name,
-        "state": job.state.value,
-        "priority": job.priority,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "epochs_done": job.epochs_done,
-        "epochs_total": job.epochs_total,
-        "val_mse": dict(job.val_mse),
-        "test_mse": dict(job.test_mse),
-        "error": job.error,
-        "cancel_requested": job.cancel_requested,
-        "created_at": _iso(job.created_at),
-        "updated_at": _iso(job.updated_at),
-    }
-
-
 def job_document(job: JobRecord, epochs: Sequence[EpochRecord]) -> dict[str, Any]:
     """Everything about one job: the object ``trainyard show --json`` prints."""
     return {
-        **job_summary(job),
+        **job_json(job),
         "epochs": [
             {
                 "epoch": e.epoch,
                 "loss": e.loss,
                 "val_loss": e.val_loss,
                 "val_mse": e.val_mse,
+                "val_metrics": e.val_metrics,
                 "outputs": e.outputs,
-                "recorded_at": _iso(e.recorded_at),
+                "recorded_at": isoformat(e.recorded_at),
             }
             for e in epochs
         ],
         "model_path": job.model_path,
         "lease_owner": job.lease_owner,
-        "lease_expires_at": _iso(job.lease_expires_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "dispatched_at": _iso(job.dispatched_at),
+        "lease_expires_at": isoformat(job.lease_expires_at),
+        "dispatched_at": isoformat(job.dispatched_at),
         "spec_id": job.spec_id,
         "spec_hash": job.spec_hash,
         "spec": job.spec_document,
+        "context": job.context,
     }
 
 
@@ -243,7 +217,3 @@ def _combined(failures: list[SpecError]) -> SpecError:
         for problem in failure.problems
     ]
     return SpecError(problems)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

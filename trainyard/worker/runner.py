@@ -31,7 +31,6 @@ from typing import Any
 from trainyard.config import Settings
 from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
-from trainyard.scheduler.operations import DATA_FINGERPRINT_KEY, DATA_ROOTS_KEY
 from trainyard.worker import child
 from trainyard.worker.lease import Lease
 
@@ -287,39 +286,26 @@ def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
     """
     from trainyard.specs import JobSpec, data_fingerprint, data_paths, outside_roots
 
-    document = job.spec_document
-    if document is None:
-        document = store.get_job(job.id).spec_document or {}
-    document = dict(document)
-    submitted_fingerprint = document.pop(DATA_FINGERPRINT_KEY, None)
-    submitted_roots = document.pop(DATA_ROOTS_KEY, None)
-    spec = JobSpec.from_document(document)
+    submission = job.submission or store.get_job(job.id).submission
+    if submission is None:
+        raise DataError(Problem("", f"job {job.id} has no stored spec"))
+    spec = JobSpec.from_document(dict(submission.spec))
     if settings.data_roots:
-        check_data_roots(data_paths(spec), settings)
-    elif submitted_roots is not None:
-        problems = outside_roots(spec, [Path(r) for r in submitted_roots], "the data roots recorded at submit")
-        if problems:
-            raise DataError(problems)
-    if submitted_fingerprint is not None:
+        problems = outside_roots(spec, settings.data_roots, "TRAINYARD_DATA_ROOTS")
+    elif submission.data_roots is not None:
+        problems = outside_roots(spec, [Path(r) for r in submission.data_roots], "the data roots recorded at submit")
+    else:
+        problems = []
+    if problems:
+        raise DataError(problems)
+    if submission.data_fingerprint is not None:
         current = data_fingerprint(spec)  # DataError naming the file if it disappeared
-        if current != submitted_fingerprint:
+        if current != submission.data_fingerprint:
             files = ", ".join(str(p) for p in data_paths(spec)) or str(spec.data.source)
             raise DataError(
                 Problem("data", f"changed since submit ({files}); resubmit the spec to train on the new data")
             )
     return spec
-
-
-def check_data_roots(paths: list[Path], settings: Settings) -> None:
-    """Refuse data files outside ``TRAINYARD_DATA_ROOTS`` when the worker's environment sets it."""
-    if not settings.data_roots:
-        return
-    roots = [root.resolve() for root in settings.data_roots]
-    for path in paths:
-        resolved = Path(path).resolve()
-        if not any(resolved.is_relative_to(root) for root in roots):
-            allowed = os.pathsep.join(str(r) for r in roots)
-            raise DataError(Problem("data", f"{resolved} is outside TRAINYARD_DATA_ROOTS ({allowed})"))
 
 
 def _write_error(settings: Settings, job_id: int, exc: OSError) -> str:
