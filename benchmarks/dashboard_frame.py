@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine
 
 from trainyard.dashboard.render import render
-from trainyard.dashboard.snapshot import read_snapshot, utcnow
-from trainyard.db import JobState, Store, WorkerState
+from trainyard.dashboard.snapshot import read_snapshot
+from trainyard.db import JobState, Store, WorkerState, utcnow
 
 OUTPUTS = ("main", "aux")
 RUNNING = 4  # one per worker

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from rich.text import Text
+
 from trainyard.db.records import JobState
 
 #: Rich style of each job state.
@@ -39,3 +41,29 @@ def format_mse(value: float | None) -> str:
 def format_mse_map(values: Mapping[str, float | None]) -> str:
     """``{"output_1": 17577.2, "output_2": 0.1234}`` -> ``output_1=17577, output_2=0.1234``."""
     return ", ".join(f"{name}={format_mse(value)}" for name, value in values.items())
+
+
+def format_duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h07m``, ``3d04h``; ``–`` when unknown."""
+    if seconds is None:
+        return "–"
+    total = max(0, int(round(seconds)))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def progress_bar(done: int, total: int, width: int) -> Text:
+    """``━━━━━━────`` : ``done`` of ``total`` as a bar of ``width`` cells (plain text, so logs show it too)."""
+    total = max(total, 1)
+    filled = round(width * min(max(done, 0), total) / total)
+    bar = Text("━" * filled, style="cyan")
+    bar.append("─" * (width - filled), style="dim")
+    return bar

@@ -69,8 +69,22 @@ def test_ctrl_c_ends_quietly():
         raise KeyboardInterrupt
 
     console = terminal()
-    assert LiveDashboard(Reader(queued(4)), console=console, clock=lambda: NOW, sleep=interrupted).run() == 1
-    assert "queued 4" in console.export_text()
+    view = LiveDashboard(Reader(queued(4)), console=console, clock=lambda: NOW, sleep=interrupted)
+    assert view.run() == 1
+    assert "queued 4" in console.export_text() and view.interrupted
+
+
+def test_any_reader_and_drawing_run_until_a_condition_holds():
+    """How ``trainyard run`` uses the driver: its own reads and frames, ending when its jobs are done."""
+    console, reads = terminal(), iter(["waiting", "training", "done", "never read"])
+
+    def draw(state: str, now: object, width: int, *, problem: str | None = None) -> str:
+        return f"{state} at width {width}"
+
+    view = LiveDashboard(lambda: next(reads), draw=draw, console=console, sleep=lambda s: None)
+    assert view.run(until=lambda state: state == "done") == 3
+    assert view.last == "done" and not view.interrupted
+    assert "done at width 100" in console.export_text()
 
 
 def test_the_frame_follows_the_console_width():

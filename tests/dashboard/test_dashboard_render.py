@@ -8,10 +8,10 @@ import re
 import pytest
 from dashboard_builders import NOW, ago, make_epochs, make_job
 
-from trainyard.dashboard.render import NARROW_WIDTH, format_duration, progress_bar, sparkline
+from trainyard.dashboard.render import NARROW_WIDTH, sparkline
 from trainyard.dashboard.snapshot import RunningJob, Snapshot
 from trainyard.db.records import EpochRecord, JobState, WorkerRecord, WorkerState
-from trainyard.display import format_mse
+from trainyard.display import format_duration, format_mse, progress_bar
 
 
 def line_with(text: str, needle: str) -> str:

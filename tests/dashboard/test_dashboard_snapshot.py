@@ -11,8 +11,8 @@ from dashboard_builders import print_to_text
 
 import trainyard.db.store as store_module
 from trainyard.dashboard.render import render
-from trainyard.dashboard.snapshot import read_snapshot, snapshot_reader, utcnow
-from trainyard.db import JobState, Store, WorkerState
+from trainyard.dashboard.snapshot import read_snapshot, snapshot_reader
+from trainyard.db import JobState, Store, WorkerState, utcnow
 from trainyard.db.engine import dispose_all
 from trainyard.display import format_mse
 

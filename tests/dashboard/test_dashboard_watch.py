@@ -15,8 +15,8 @@ import pytest
 from dashboard_builders import print_to_text
 
 from trainyard.dashboard.render import render
-from trainyard.dashboard.snapshot import snapshot_reader, utcnow
-from trainyard.db import Store
+from trainyard.dashboard.snapshot import snapshot_reader
+from trainyard.db import Store, utcnow
 from trainyard.db.engine import dispose_all
 from trainyard.display import format_mse
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import click
 
 from trainyard import defaults
-from trainyard.db.records import EpochRecord, JobRecord, JobState
-from trainyard.display import format_mse, format_mse_map, styled_state
+from trainyard.db.records import EpochRecord, JobRecord, JobState, job_json, utcnow
+from trainyard.display import format_duration, format_mse, format_mse_map, styled_state
 
 
 def _echo_json(value: Any) -> None:
@@ -53,7 +53,7 @@ def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as
     quiet_tensorflow()  # validation builds each model
     queued = operations.submit(list(specs), overrides=overrides, priority=priority, dispatch=not no_dispatch)
     if as_json:
-        _echo_json([operations.job_summary(job) for job in queued])
+        _echo_json([job_json(job) for job in queued])
         return
     for job in queued:
         click.echo(f"{job.id}\t{job.name}\tqueued")
@@ -78,10 +78,10 @@ def jobs_command(state: str | None, limit: int, as_json: bool) -> None:
     counts = store.count_by_state()
     total = counts[JobState(state)] if state else sum(counts.values())
     if as_json:
-        _echo_json([operations.job_summary(job) for job in rows])
+        _echo_json([job_json(job) for job in rows])
     else:
         console = _console()
-        console.print(jobs_table(rows, now=datetime.now(timezone.utc)))
+        console.print(jobs_table(rows, now=utcnow()))
     if limit and total > limit:
         what = f"{state} jobs" if state else "jobs"
         click.echo(f"showing the {limit} newest of {total} {what}; --limit 0 shows all", err=True)
@@ -110,7 +110,7 @@ def jobs_table(rows: Sequence[JobRecord], now: datetime) -> Any:
             f"{job.attempts}/{job.max_attempts}",
             job.progress,
             format_mse_map(job.val_mse),
-            format_age(now - job.created_at),
+            format_duration((now - job.created_at).total_seconds()),
         )
     return table
 
@@ -201,15 +201,6 @@ def retry(job_ids: tuple[str, ...], no_dispatch: bool) -> None:
 
     for job in operations.retry(job_ids, dispatch=not no_dispatch):
         click.echo(f"{job.id}\t{job.name}\tqueued")
-
-
-def format_age(delta: Any) -> str:
-    """A short age: ``42s``, ``5m``, ``3h``, ``2d``."""
-    seconds = max(0, int(delta.total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _when(value: datetime | None) -> str | None:

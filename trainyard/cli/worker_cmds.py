@@ -14,13 +14,14 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import click
 
 from trainyard import defaults
 from trainyard.db.records import JobRecord, JobState
-from trainyard.display import format_mse, format_mse_map, styled_state
+from trainyard.display import format_mse, format_mse_map, progress_bar, styled_state
 
 
 def _settings() -> Any:
@@ -185,10 +186,8 @@ def run(
     console.print(f"queued {len(jobs)} job(s); local worker: {plan.describe()}; log: {log_path}")
     store = Store.open(settings.db_url)
     ids = [job.id for job in jobs]
-    try:
-        with _interrupt_on_termination():
-            final = _watch(store, ids, local, console, timeout)
-    except KeyboardInterrupt:
+    view = _watch(store, ids, local, console, timeout)
+    if view.interrupted:
         console.print("stopping the worker (a running job is handed back)...")
         local.stop()
         waiting = [j.id for j in store.get_jobs(ids) if not j.state.is_finished]
@@ -196,6 +195,7 @@ def run(
             f"interrupted: job(s) {', '.join(map(str, waiting)) or '-'} stay queued; `trainyard worker` trains them"
         )
         sys.exit(130)
+    final = view.last or store.get_jobs(ids)
     console.line()
     stopped = local.stop()
     Console(highlight=False).print(summary_table(final))
@@ -226,33 +226,30 @@ def _interrupt_on_termination() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _watch(store: Any, ids: list[int], local: Any, console: Any, timeout: float | None) -> list[JobRecord]:
-    """Show live progress until every job finished, the worker died, or ``timeout`` passed."""
-    from rich.live import Live
+def _watch(store: Any, ids: list[int], local: Any, console: Any, timeout: float | None) -> Any:
+    """Show the jobs' progress live (the dashboard's driver) until every job finished, the worker
+    died, ``timeout`` passed or the user interrupted; returns the driver (``last``, ``interrupted``)."""
+    from trainyard.dashboard.live import LiveDashboard
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    jobs = store.get_jobs(ids)
-    with Live(progress_table(jobs), console=console, refresh_per_second=4, transient=False) as live:
-        while True:
-            jobs = store.get_jobs(ids)
-            live.update(progress_table(jobs))
-            if all(j.state.is_finished for j in jobs):
-                return jobs
-            if not local.alive():
-                return jobs
-            if deadline is not None and time.monotonic() >= deadline:
-                return jobs
-            time.sleep(defaults.RUN_REFRESH_SECONDS)
+
+    def over(jobs: Sequence[JobRecord]) -> bool:
+        timed_out = deadline is not None and time.monotonic() >= deadline
+        return all(j.state.is_finished for j in jobs) or not local.alive() or timed_out
+
+    view = LiveDashboard(
+        lambda: store.get_jobs(ids), draw=progress_table, console=console, refresh_seconds=defaults.RUN_REFRESH_SECONDS
+    )
+    with _interrupt_on_termination():
+        view.run(until=over)
+    return view
 
 
-def _bar(done: int, total: int, width: int = 20) -> str:
-    filled = int(width * done / total) if total else 0
-    return "█" * filled + "·" * (width - filled)
-
-
-def progress_table(jobs: Sequence[JobRecord]) -> Any:
-    """The live view of ``trainyard run``: one row per job with an epoch bar and the latest val MSE."""
+def progress_table(jobs: Sequence[JobRecord], now: datetime, width: int, *, problem: str | None = None) -> Any:
+    """The live view of ``trainyard run``: one row per job with an epoch bar and the latest metrics."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("JOB", "NAME", "STATE", "EPOCHS", "", "VAL MSE"):
@@ -263,9 +260,11 @@ def progress_table(jobs: Sequence[JobRecord]) -> Any:
             job.name,
             styled_state(job.state),
             job.progress,
-            _bar(job.epochs_done, job.epochs_total),
+            progress_bar(job.epochs_done, job.epochs_total, 20),
             format_mse_map(job.val_mse),
         )
+    if problem:
+        return Group(Text(f"⚠ {problem} (retrying)", style="bold red"), table)
     return table
 
 
@@ -284,7 +283,7 @@ def summary_table(jobs: Sequence[JobRecord]) -> Any:
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for job in jobs:
-        outputs = list(dict.fromkeys([*job.val_mse, *job.test_mse])) or ["-"]
+        outputs = job.output_names or ["-"]
         for i, output in enumerate(outputs):
             first = i == 0
             table.add_row(

@@ -4,6 +4,10 @@ The console, the clock and the sleep are injected, so a test drives a few frames
 ``Console(file=StringIO(), record=True)`` without waiting. A store that stops answering while the
 dashboard runs does not end it: the last frame stays on screen with the error above it, and the
 next refresh tries again (a first read that fails raises, so the CLI can say so and exit).
+
+The driver is generic in what it reads and how it draws: ``trainyard dashboard`` reads a
+:class:`~trainyard.dashboard.snapshot.Snapshot` and draws it with :func:`render`; ``trainyard run``
+reads its own jobs and draws their progress, stopping once they are all finished (``until``).
 """
 
 from __future__ import annotations
@@ -11,25 +15,39 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 from rich.console import Console, RenderableType
 from rich.live import Live
 
 from trainyard import defaults
 from trainyard.dashboard.render import render
-from trainyard.dashboard.snapshot import Snapshot, utcnow
+from trainyard.dashboard.snapshot import Snapshot
+from trainyard.db.records import utcnow
 from trainyard.errors import StoreError
+
+S = TypeVar("S")
+S_contra = TypeVar("S_contra", contravariant=True)
 
 SnapshotReader = Callable[[], Snapshot]
 
 
-class LiveDashboard:
-    """Frames from ``read`` on ``console``, one every ``refresh_seconds``, until stopped or ``frames`` are shown."""
+class Renderer(Protocol[S_contra]):
+    """Draws one frame of what was read, at ``now``, for a terminal ``width`` columns wide; ``problem``
+    is an error to show above a frame of the last good read."""
+
+    def __call__(self, read: S_contra, now: datetime, width: int, *, problem: str | None = None) -> RenderableType: ...
+
+
+class LiveDashboard(Generic[S]):
+    """Frames from ``read`` drawn by ``draw`` on ``console``, one every ``refresh_seconds``, until
+    interrupted, ``frames`` are shown or ``until(last read)`` is true."""
 
     def __init__(
         self,
-        read: SnapshotReader,
+        read: Callable[[], S],
         *,
+        draw: Renderer[S] = render,  # type: ignore[assignment]
         console: Console | None = None,
         clock: Callable[[], datetime] = utcnow,
         refresh_seconds: float = defaults.DASHBOARD_REFRESH_SECONDS,
@@ -38,25 +56,28 @@ class LiveDashboard:
         if refresh_seconds <= 0:
             raise ValueError(f"refresh_seconds: expected a positive number, received {refresh_seconds!r}")
         self.read = read
+        self.draw = draw
         self.console = console or Console()
         self.clock = clock
         self.refresh_seconds = refresh_seconds
         self.sleep = sleep
-        self.last: Snapshot | None = None
+        self.last: S | None = None
+        self.interrupted = False  # Ctrl-C (or a signal turned into KeyboardInterrupt) ended run()
 
     def frame(self) -> RenderableType:
-        """Read and render one frame; on a store error, the last snapshot with the error above it."""
+        """Read and draw one frame; on a store error, the last read with the error above it."""
         try:
             snapshot = self.read()
         except StoreError as exc:
             if self.last is None:
                 raise
-            return render(self.last, self.clock(), self.console.width, problem=str(exc))
+            return self.draw(self.last, self.clock(), self.console.width, problem=str(exc))
         self.last = snapshot
-        return render(snapshot, self.clock(), self.console.width)
+        return self.draw(snapshot, self.clock(), self.console.width)
 
-    def run(self, frames: int | None = None) -> int:
-        """Show frames until interrupted (Ctrl-C ends quietly) or ``frames`` were shown; returns how many."""
+    def run(self, frames: int | None = None, *, until: Callable[[S], bool] | None = None) -> int:
+        """Show frames until interrupted (Ctrl-C ends quietly and sets :attr:`interrupted`), ``frames``
+        were shown, or ``until`` holds for the last read; returns how many frames were shown."""
         shown = 0
         first = self.frame()  # fails before the screen is taken when the store is unreachable
         with Live(
@@ -64,13 +85,16 @@ class LiveDashboard:
         ) as live:
             shown = 1
             try:
-                while frames is None or shown < frames:
+                while (frames is None or shown < frames) and not self._done(until):
                     self.sleep(self.refresh_seconds)
                     live.update(self.frame(), refresh=True)
                     shown += 1
             except KeyboardInterrupt:
-                pass
+                self.interrupted = True
         return shown
+
+    def _done(self, until: Callable[[S], bool] | None) -> bool:
+        return until is not None and self.last is not None and until(self.last)
 
 
 def print_frame(read: SnapshotReader, console: Console, clock: Callable[[], datetime] = utcnow) -> Snapshot:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -19,13 +19,12 @@ from rich.text import Text
 from trainyard.dashboard.snapshot import (
     RunningJob,
     Snapshot,
-    as_utc,
     is_lost,
     job_duration,
     seconds_between,
 )
 from trainyard.db.records import JobRecord, JobState, WorkerRecord, WorkerState
-from trainyard.display import STATE_STYLE, format_mse
+from trainyard.display import STATE_STYLE, format_duration, format_mse, progress_bar
 
 #: Below this many columns the running and finished jobs are stacked instead of tabulated.
 NARROW_WIDTH = 120
@@ -52,23 +51,6 @@ def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None
 
 
 # -- formatting ---------------------------------------------------------------------------------
-
-
-def format_duration(seconds: float | None) -> str:
-    """``42s``, ``3m05s``, ``2h07m``, ``3d04h``; ``–`` when unknown."""
-    if seconds is None:
-        return "–"
-    total = max(0, int(round(seconds)))
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def sparkline(values: Sequence[float | None], width: int) -> str:
@@ -125,7 +107,7 @@ def _header(snapshot: Snapshot, now: datetime) -> Text:
     text = Text()
     text.append("trainyard", style="bold")
     text.append(f"  {snapshot.source}  ", style="dim")
-    text.append(as_utc(now).strftime("%Y-%m-%d %H:%M:%S UTC"), style="dim")
+    text.append(now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), style="dim")
     return text
 
 
@@ -174,15 +156,6 @@ def _workers(snapshot: Snapshot, now: datetime, narrow: bool) -> RenderableType:
         else:
             table.add_row(worker.name, worker.host, ", ".join(worker.devices) or "–", state, job, heartbeat)
     return table
-
-
-def progress_bar(done: int, total: int, width: int) -> Text:
-    """``━━━━━━────`` : ``done`` of ``total`` as a bar of ``width`` cells (plain text, so logs show it too)."""
-    total = max(total, 1)
-    filled = round(width * min(max(done, 0), total) / total)
-    bar = Text("━" * filled, style="cyan")
-    bar.append("─" * (width - filled), style="dim")
-    return bar
 
 
 def _jobs_of(worker: WorkerRecord, snapshot: Snapshot) -> list[int]:
@@ -287,10 +260,6 @@ def _running_stacked(snapshot: Snapshot, now: datetime, width: int, caption: str
     return Group(*parts)
 
 
-def _outputs(job: JobRecord) -> list[str]:
-    return list(dict.fromkeys([*job.val_mse, *job.test_mse]))
-
-
 def _error_line(job: JobRecord, limit: int) -> str | None:
     if not job.error:
         return None
@@ -315,7 +284,7 @@ def _recent(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
     table.add_column("val MSE", no_wrap=True, justify="right")
     table.add_column("test MSE", no_wrap=True, justify="right")
     for job in snapshot.recent:
-        names = _outputs(job) or ["–"]
+        names = job.output_names or ["–"]
         label = Text(_job_label(job))
         error = _error_line(job, 200)
         if error:
@@ -344,7 +313,7 @@ def _recent_stacked(snapshot: Snapshot, now: datetime, width: int) -> Renderable
         error = _error_line(job, 4 * width)
         if error:
             parts.append(Text(f"  {error}", style="red"))
-        names = _outputs(job)
+        names = job.output_names
         if names:
             outputs = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
             outputs.add_column("  output", overflow="ellipsis", no_wrap=True, min_width=6)

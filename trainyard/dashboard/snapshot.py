@@ -10,29 +10,28 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from trainyard import defaults
 from trainyard.config import redact_url
 from trainyard.db.queries import open_existing, read_dashboard
-from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord, WorkerState
+from trainyard.db.records import (
+    EpochRecord,
+    JobRecord,
+    JobState,
+    WorkerRecord,
+    WorkerState,
+    isoformat,
+    job_json,
+    utcnow,
+)
 from trainyard.db.store import Store
 
 
-def utcnow() -> datetime:
-    """The dashboard's default clock: an aware UTC datetime."""
-    return datetime.now(timezone.utc)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Naive datetimes from the store are UTC; make them aware so they compare with the clock."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
 def seconds_between(earlier: datetime, later: datetime) -> float:
-    """``later - earlier`` in seconds, whatever the awareness of either side."""
-    return (as_utc(later) - as_utc(earlier)).total_seconds()
+    """``later - earlier`` in seconds (both aware, as the store and the clock give them)."""
+    return (later - earlier).total_seconds()
 
 
 def is_lost(worker: WorkerRecord, now: datetime, lost_after: float = defaults.WORKER_LOST_AFTER_SECONDS) -> bool:
@@ -50,11 +49,11 @@ class RunningJob:
 
     @property
     def output_names(self) -> list[str]:
-        """Every output seen in the epochs (or in the job's latest val MSE), in first-seen order."""
+        """Every output seen in the epochs (or in the job's latest metrics), in first-seen order."""
         names: dict[str, None] = {}
         for record in self.epochs:
             names.update(dict.fromkeys(record.outputs))
-        names.update(dict.fromkeys(self.job.val_mse))
+        names.update(dict.fromkeys(self.job.output_names))
         return list(names)
 
     def val_mse_curve(self, output: str) -> list[float | None]:
@@ -138,12 +137,12 @@ class Snapshot:
         now = self.taken_at if now is None else now
         return _json_safe(
             {
-                "taken_at": _iso(self.taken_at),
+                "taken_at": isoformat(self.taken_at),
                 "source": self.source,
                 "queue": {
                     "counts": {state.value: self.count(state) for state in JobState},
                     "total": self.total_jobs,
-                    "oldest_queued_at": _iso(self.oldest_queued_at),
+                    "oldest_queued_at": isoformat(self.oldest_queued_at),
                     "oldest_queued_wait_seconds": (
                         round(seconds_between(self.oldest_queued_at, now), 3) if self.oldest_queued_at else None
                     ),
@@ -156,15 +155,15 @@ class Snapshot:
                         "state": "lost" if is_lost(w, now) else w.state.value,
                         "lost": is_lost(w, now),
                         "current_job_id": w.current_job_id,
-                        "started_at": _iso(w.started_at),
-                        "last_heartbeat": _iso(w.last_heartbeat),
+                        "started_at": isoformat(w.started_at),
+                        "last_heartbeat": isoformat(w.last_heartbeat),
                         "heartbeat_age_seconds": round(seconds_between(w.last_heartbeat, now), 3),
                     }
                     for w in self.workers
                 ],
                 "running": [
                     {
-                        **_job_json(r.job),
+                        **job_json(r.job),
                         "worker": r.worker,
                         "epochs_done": r.epochs_done,
                         "elapsed_seconds": (
@@ -185,13 +184,11 @@ class Snapshot:
                 "running_not_shown": self.running_not_shown,
                 "recent": [
                     {
-                        **_job_json(job),
-                        "finished_at": _iso(job.finished_at),
+                        **job_json(job),
                         "duration_seconds": _round(job_duration(job)),
-                        "error": job.error,
                         "outputs": {
                             name: {"val_mse": job.val_mse.get(name), "test_mse": job.test_mse.get(name)}
-                            for name in _names(job)
+                            for name in job.output_names
                         },
                     }
                     for job in self.recent
@@ -272,28 +269,6 @@ def job_duration(job: JobRecord) -> float | None:
     if job.started_at is None or job.finished_at is None:
         return None
     return max(0.0, seconds_between(job.started_at, job.finished_at))
-
-
-def _names(job: JobRecord) -> list[str]:
-    return list(dict.fromkeys([*job.val_mse, *job.test_mse]))
-
-
-def _job_json(job: JobRecord) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "name": job.name,
-        "state": job.state.value,
-        "priority": job.priority,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "cancel_requested": job.cancel_requested,
-        "epochs_total": job.epochs_total,
-        "started_at": _iso(job.started_at),
-    }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return as_utc(moment).isoformat() if moment is not None else None
 
 
 def _round(value: float | None) -> float | None:
