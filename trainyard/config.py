@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -58,7 +58,6 @@ class Settings:
     heartbeat_seconds: float = defaults.HEARTBEAT_SECONDS
     reconcile_seconds: float = defaults.RECONCILE_SECONDS
     backup_seconds: float = defaults.BACKUP_INTERVAL_SECONDS
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

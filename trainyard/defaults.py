@@ -55,7 +55,7 @@ DASHBOARD_FORGET_WORKERS_SECONDS = 24 * 3600.0
 WORKER_PROC_ALIVE_TIMEOUT_SECONDS = 120.0
 
 #: Redis redelivers an unacknowledged message after this many seconds; a week, far above any
-#: training, so a long job is never started twice by Redis (PITFALLS: celery#5935).
+#: training, so a long job is never started twice by Redis (celery#5935, celery#5306).
 REDIS_VISIBILITY_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 #: Seconds to wait for a broker connection before reporting it unreachable.

@@ -1,8 +1,9 @@
 """Database engines of the job store: one per URL per process, SQLite set up for several processes.
 
 SQLite (the default) is shared by the CLI, the workers and the dashboard, each a separate process.
-Measured here (``shared/PITFALLS.md``), a plain deferred ``BEGIN`` makes read-then-write transactions
-fail with "database is locked"; so every write transaction starts with ``BEGIN IMMEDIATE`` (the
+With a plain deferred ``BEGIN``, read-then-write transactions of several processes fail with
+"database is locked" (measured on the project's machine: 4 processes x 100 such transactions, 254
+of 400 failed; none with ``BEGIN IMMEDIATE``); so every write transaction starts with ``BEGIN IMMEDIATE`` (the
 writer waits up to the busy timeout for the lock instead of failing on upgrade), reads use a
 deferred ``BEGIN`` (WAL lets them run next to a writer). PostgreSQL needs none of that.
 

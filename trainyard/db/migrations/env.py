@@ -1,4 +1,4 @@
-"""Alembic environment of the job store, run programmatically by :func:`trainyard.db.engine.upgrade`.
+"""Alembic environment of the job store, run programmatically by :func:`trainyard.db.engine.ensure_schema`.
 
 The caller hands over an open connection (``config.attributes["connection"]``) that already holds
 the migration lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so several
@@ -13,7 +13,7 @@ from trainyard.db.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("trainyard's migrations run through trainyard.db.engine.upgrade(), not the alembic CLI")
+    raise RuntimeError("trainyard's migrations run when trainyard opens a store (trainyard.db.engine.ensure_schema), not from the alembic CLI")
 
 context.configure(
     connection=connection,
