@@ -47,7 +47,7 @@ def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as
 
     If any spec is invalid, every problem is printed and nothing is queued (exit 2).
     """
-    from trainyard.cli import quiet_tensorflow
+    from trainyard.cli.quiet import quiet_tensorflow
     from trainyard.scheduler import operations
 
     quiet_tensorflow()  # validation builds each model

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from trainyard.cli import quiet_tensorflow
+from trainyard.cli.quiet import quiet_tensorflow
 from trainyard.display import format_mse
 from trainyard.errors import SpecError
 

@@ -161,7 +161,7 @@ def run(
     """
     from rich.console import Console
 
-    from trainyard.cli import quiet_tensorflow
+    from trainyard.cli.quiet import quiet_tensorflow
     from trainyard.db import Store
     from trainyard.scheduler import operations
     from trainyard.worker import devices

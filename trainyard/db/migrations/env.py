@@ -13,7 +13,9 @@ from trainyard.db.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("trainyard's migrations run when trainyard opens a store (trainyard.db.engine.ensure_schema), not from the alembic CLI")
+    raise RuntimeError(
+        "trainyard's migrations run when trainyard opens a store (trainyard.db.engine.ensure_schema), not from the alembic CLI"
+    )
 
 context.configure(
     connection=connection,
