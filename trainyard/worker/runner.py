@@ -285,7 +285,7 @@ def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
     The data roots are the worker's ``TRAINYARD_DATA_ROOTS`` when its environment sets it, else
     those ``submit`` recorded (the submitter's ``TRAINYARD_DATA_ROOTS`` or working directory).
     """
-    from trainyard.specs import JobSpec, data_fingerprint, data_paths, outside_roots
+    from trainyard.specs import data_fingerprint, data_paths, outside_roots, spec_from_document
 
     document = job.spec_document
     if document is None:
@@ -293,7 +293,7 @@ def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
     document = dict(document)
     submitted_fingerprint = document.pop(DATA_FINGERPRINT_KEY, None)
     submitted_roots = document.pop(DATA_ROOTS_KEY, None)
-    spec = JobSpec.from_document(document)
+    spec = spec_from_document(document)
     if settings.data_roots:
         check_data_roots(data_paths(spec), settings)
     elif submitted_roots is not None:
