@@ -32,6 +32,7 @@ from trainyard.config import Settings
 from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
 from trainyard.scheduler.operations import DATA_FINGERPRINT_KEY, DATA_ROOTS_KEY
+from trainyard.training import BaseSink, EpochMetrics
 from trainyard.worker import child
 from trainyard.worker.lease import Lease
 
@@ -59,7 +60,7 @@ def backup_dir(settings: Settings, job_id: int) -> Path:
 
 
 @dataclass
-class StoreSink:
+class StoreSink(BaseSink):
     """The training core's sink: epochs to the store, and the stop signal at each batch boundary.
 
     Epochs are written by a thread of their own, in order, while the next epoch trains: a store
@@ -79,7 +80,7 @@ class StoreSink:
     _writer: threading.Thread | None = field(default=None, init=False, repr=False)
     _error: TrainyardError | None = field(default=None, init=False, repr=False)
 
-    def on_epoch(self, metrics: Any) -> None:
+    def on_epoch(self, metrics: EpochMetrics) -> None:
         self._raise_error()
         if self.lease.lost:
             return
