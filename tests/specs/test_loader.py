@@ -17,7 +17,6 @@ from trainyard.specs import build_model, data_fingerprint, data_paths, load_data
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
-CALIFORNIA = REPO.parent / "shared" / "datasets" / "california_housing.csv"
 
 CSV_SPEC = """
 name: own_csv
@@ -139,12 +138,10 @@ def test_sequential_shorthand_builds_the_same_model_as_the_explicit_form() -> No
     assert [x.count_params() for x in a.layers] == [x.count_params() for x in b.layers]
 
 
-def test_california_housing_missing_and_text_values_are_a_data_error() -> None:
-    if not CALIFORNIA.exists():
-        pytest.skip(f"{CALIFORNIA} not found")
+def test_california_housing_missing_and_text_values_are_a_data_error(california_csv: Path) -> None:
     doc = {
         "name": "housing",
-        "data": {"source": str(CALIFORNIA)},
+        "data": {"source": str(california_csv)},
         "inputs": ["median_income", "total_bedrooms", "ocean_proximity"],
         "outputs": {"value": {"target": "median_house_value"}},
         "training": {"epochs": 1},
