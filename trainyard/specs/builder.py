@@ -186,7 +186,7 @@ def build_model(spec: JobSpec, normalization: dict[str, tuple[np.ndarray, np.nda
     return keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name.replace(".", "_").replace("-", "_"))
 
 
-def make_optimizer(spec: JobSpec) -> Any:
+def make_optimizer(spec: JobSpec) -> keras.optimizers.Optimizer:
     """A fresh optimizer instance for the spec (arguments checked by :func:`check_optimizer`)."""
     import keras
 
