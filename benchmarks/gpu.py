@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine
 import numpy as np
 
+from trainyard.training import BaseSink
+
 
 def synthetic(rows: int, seed: int = 0):
     """Rows shaped like the multi-output spec's inputs, with a learnable target (float32)."""
@@ -45,7 +47,7 @@ def synthetic(rows: int, seed: int = 0):
     return Dataset(train=split(rows), valid=split(max(1, rows // 10)), test=None)
 
 
-class EpochClock:
+class EpochClock(BaseSink):
     """A training sink noting when each epoch ended."""
 
     def __init__(self) -> None:

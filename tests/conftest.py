@@ -38,6 +38,23 @@ def require_server(url: str, what: str) -> None:
         pytest.skip(message)
 
 
+def require_shared(path: Path) -> Path:
+    """``path`` (a file under ``../shared``, beside the repository) if it is there; else skip on a
+    laptop, and fail in CI, where ``../shared`` must be there (as :func:`require_server` does)."""
+    if not path.exists():
+        message = f"{path} not found: this test needs {SHARED} beside the repository"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: ../shared is required)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def california_csv() -> Path:
+    """The California housing table of ``../shared/datasets`` (20,640 rows, some values missing)."""
+    return require_shared(SHARED / "datasets" / "california_housing.csv")
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh TRAINYARD_HOME; every trainyard file of the test goes there."""

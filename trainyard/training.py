@@ -1,7 +1,9 @@
 """The pure training core: a validated spec in, per-epoch metrics and a saved ``.keras`` model out.
 
-No Celery, no database: callers (the CLI, the worker) pass a *sink* that hears about epochs and
-batches and may ask to stop. TensorFlow is imported inside :func:`train` only.
+No Celery, no database: callers (the CLI, the worker) pass a *sink* (:class:`Sink`, usually a
+:class:`BaseSink` subclass) that hears about epochs and batches and may stop the run. Importing this
+module is cheap, because the CLI and the worker define their sinks on :class:`BaseSink`: the specs,
+numpy and TensorFlow are imported when :func:`train` runs.
 
 Speed: the model is trained by ``model.fit`` on exactly the batches, in exactly the order, that the
 article's plain ``model.fit(x, y)`` would use (same seed, same final weights), but with the Python
@@ -21,18 +23,20 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from trainyard import defaults
 from trainyard.errors import Cancelled, TrainingError
-from trainyard.specs import Dataset, JobSpec, build_model, load_data, make_optimizer
 
 if TYPE_CHECKING:
+    import keras
+    import numpy as np
     import tensorflow as tf
+
+    from trainyard.specs import Dataset, JobSpec, Split
 
 _log = logging.getLogger(__name__)
 
@@ -73,31 +77,89 @@ class EpochMetrics:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What :func:`train` produced: the epochs it ran (after any resume), final MSEs and the model file."""
+    """What :func:`train` produced: the epochs it ran (after any resume), final MSEs and the model file.
+
+    ``stop_reason`` is the sink's reason when it ended the run before ``training.epochs``
+    (:meth:`Sink.should_stop_after_epoch`), None when every epoch ran.
+    """
 
     epochs: list[EpochMetrics]
     val_mse: dict[str, float]
     test_mse: dict[str, float] | None
     model_path: Path
     initial_epoch: int = 0
+    stop_reason: str | None = None
 
 
+@runtime_checkable
 class Sink(Protocol):
-    """What :func:`train` may call on its ``sink``; every method is optional."""
+    """The seam between the training core and its caller: what :func:`train` calls on its ``sink``, and when.
 
-    def on_epoch(self, metrics: EpochMetrics) -> None: ...
+    Every method is called on the thread that called :func:`train`, and whatever one raises ends
+    the run with that exception (after ``flush``; no model is saved). For each epoch, in order:
+
+    - ``on_batch(epoch, step, steps)`` after each call into TensorFlow: ``step`` of ``steps`` batches
+      of 1-based ``epoch`` are done (on a single device one call runs many batches, so steps jump).
+    - ``should_stop()`` right after: True ends training at this batch boundary with
+      :class:`~trainyard.errors.Cancelled` (a cancel, a lost lease, a shutdown). Nothing is saved;
+      with ``backup_dir``, the last finished epoch is backed up first, so a next run resumes there.
+    - At the end of the epoch, once its loss is checked (NaN or inf raises
+      :class:`~trainyard.errors.TrainingError` instead) and its validation MSE computed:
+      ``on_epoch(metrics)``, then ``should_stop_after_epoch(metrics)``. A reason (a string) ends
+      training after this epoch as if it were the last one: the model is saved, the final MSEs
+      computed and :func:`train` returns with ``TrainingResult.stop_reason`` set to the reason
+      (early stopping, a pruned trial); a reason given after the last epoch changes nothing. None
+      trains on. Epochs a resume skips are not reported, and the core does not remember a reason
+      across runs: a run resumed from a backup asks again from its first new epoch.
+    - ``flush()`` before every backup and once when training ends (returns or raises): a sink may
+      write epochs in the background, yet it never lags behind a backup, and every epoch it heard
+      is written before :func:`train` returns.
+    - ``may_back_up()`` after each of those flushes that precede a backup: False skips that backup
+      (a worker that lost its lease must not leave a backup holding epochs its store refused,
+      since the job's next owner resumes from it).
+
+    :class:`BaseSink` implements every method as a no-op; a sink subclasses it and overrides what
+    it needs. ``train(spec, sink=None)`` uses a :class:`BaseSink`.
+    """
 
     def on_batch(self, epoch: int, step: int, steps: int) -> None: ...
 
     def should_stop(self) -> bool: ...
 
+    def on_epoch(self, metrics: EpochMetrics) -> None: ...
+
+    def should_stop_after_epoch(self, metrics: EpochMetrics) -> str | None: ...
+
+    def flush(self) -> None: ...
+
+    def may_back_up(self) -> bool: ...
+
+
+class BaseSink:
+    """A :class:`Sink` that hears everything and does nothing: never stops, never vetoes a backup."""
+
+    def on_batch(self, epoch: int, step: int, steps: int) -> None:
+        return None
+
+    def should_stop(self) -> bool:
+        return False
+
+    def on_epoch(self, metrics: EpochMetrics) -> None:
+        return None
+
+    def should_stop_after_epoch(self, metrics: EpochMetrics) -> str | None:
+        return None
+
     def flush(self) -> None:
-        """Finish writing the epochs heard so far (called before a backup and when training ends)."""
+        return None
+
+    def may_back_up(self) -> bool:
+        return True
 
 
 def train(
     spec: JobSpec,
-    sink: object | None = None,
+    sink: Sink | None = None,
     *,
     model_path: str | os.PathLike[str],
     backup_dir: str | os.PathLike[str] | None = None,
@@ -107,18 +169,23 @@ def train(
 ) -> TrainingResult:
     """Train ``spec`` and save the model to ``model_path`` (a ``.keras`` file).
 
-    ``sink`` hears ``on_epoch(EpochMetrics)`` after every epoch and ``on_batch(epoch, step, steps)``;
-    ``should_stop()`` returning True ends training with :class:`Cancelled`; ``flush()`` is called
-    before every backup and when training ends (so a sink may write epochs in the background, yet
-    a backup never runs ahead of them), and ``may_back_up()`` returning False after it skips that backup. A NaN or infinite loss
-    raises :class:`TrainingError` naming the epoch. With ``backup_dir``, the weights, optimizer state
-    and epoch are backed up at the end of an epoch once ``backup_interval`` seconds have passed since
-    the last backup (so every epoch, for epochs longer than that), and an interrupted run resumes
-    from its last backup; epochs before it are not reported again. ``strategy=None`` uses
-    no strategy on a single device and ``MirroredStrategy`` over all GPUs when there are several.
+    ``sink`` hears the run and may end it (the contract is :class:`Sink`'s; None: a :class:`BaseSink`).
+    A NaN or infinite loss raises :class:`TrainingError` naming the epoch. With ``backup_dir``, the
+    weights, optimizer state and epoch are backed up at the end of an epoch once ``backup_interval``
+    seconds have passed since the last backup (so every epoch, for epochs longer than that), and an
+    interrupted run resumes from its last backup; epochs before it are not reported again.
+    ``strategy=None`` uses no strategy on a single device and ``MirroredStrategy`` over all GPUs
+    when there are several.
     """
     import keras
 
+    from trainyard.specs import build_model, load_data, make_optimizer
+
+    if sink is None:
+        sink = BaseSink()
+    elif not isinstance(sink, Sink):
+        missing = [name for name in _SINK_METHODS if not callable(getattr(sink, name, None))]
+        raise TypeError(f"sink: {type(sink).__name__} lacks {', '.join(missing)}; subclass trainyard.training.BaseSink")
     path = Path(model_path)
     if path.suffix != ".keras":
         raise TrainingError(f"model_path: expected a file ending in .keras, received {str(path)!r}")
@@ -130,7 +197,7 @@ def train(
     per_execution = 1 if replicas > 1 else max(1, min(steps, MAX_STEPS_PER_EXECUTION))
     normalization = {name: _moments(data.train.x[name]) for name, inp in spec.inputs.items() if inp.normalize}
 
-    def compiled_model() -> Any:
+    def compiled_model() -> keras.Model:
         keras.utils.set_random_seed(spec.training.seed)
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             model = build_model(spec, normalization)
@@ -143,10 +210,8 @@ def train(
         return model
 
     model = compiled_model()
-    flush = getattr(sink, "flush", None)
-    may_back_up = getattr(sink, "may_back_up", None)
     backup = (
-        _Backup(Path(backup_dir), backup_interval, before_save=flush, may_save=may_back_up)
+        _Backup(Path(backup_dir), backup_interval, before_save=sink.flush, may_save=sink.may_back_up)
         if backup_dir is not None
         else None
     )
@@ -161,7 +226,7 @@ def train(
         callbacks.append(_backup_callback_class()(backup))
     try:
         model.fit(
-            _batches(data.train, spec.training.batch_size, spec.training.shuffle),
+            _fit_batches(data.train, spec.training.batch_size, spec.training.shuffle).cache().repeat(),
             epochs=spec.training.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
@@ -176,8 +241,7 @@ def train(
             backup.save_pending(model)
         raise
     finally:
-        if flush is not None:
-            flush()  # every epoch reported is written before train returns or raises
+        sink.flush()  # every epoch reported is written before train returns or raises
 
     _save(model, path)
     val_mse = _mse(model, data.valid)
@@ -186,8 +250,17 @@ def train(
         backup.clear()
     initial = reporter.initial_epoch if reporter.initial_epoch is not None else spec.training.epochs
     return TrainingResult(
-        epochs=reporter.epochs, val_mse=val_mse, test_mse=test_mse, model_path=path, initial_epoch=initial
+        epochs=reporter.epochs,
+        val_mse=val_mse,
+        test_mse=test_mse,
+        model_path=path,
+        initial_epoch=initial,
+        stop_reason=reporter.stop_reason,
     )
+
+
+#: The methods of :class:`Sink`, named in the error for a sink that lacks some.
+_SINK_METHODS = ("on_batch", "should_stop", "on_epoch", "should_stop_after_epoch", "flush", "may_back_up")
 
 
 def _choose_strategy(strategy: tf.distribute.Strategy | None) -> tf.distribute.Strategy | None:
@@ -200,22 +273,30 @@ def _choose_strategy(strategy: tf.distribute.Strategy | None) -> tf.distribute.S
     return tf.distribute.MirroredStrategy([g.name for g in gpus]) if len(gpus) > 1 else None
 
 
-def _batches(split: Any, batch_size: int, shuffle: bool) -> tf.data.Dataset:
-    """The batches ``model.fit(x, y, batch_size, shuffle)`` would draw, built once and repeated.
+def _fit_batches(split: Split, batch_size: int, shuffle: bool) -> tf.data.Dataset:
+    """One epoch of the batches ``model.fit(split.x, split.y, batch_size=, shuffle=)`` draws, in its order.
 
     ``model.fit`` on arrays makes a new tf.data iterator (and a new validation iterator) every epoch,
-    which costs far more than the few steps of a small model. Keras' own array adapter gives exactly
-    the batches and the order ``fit`` uses (with a global seed set, the same permutation every
-    epoch), so caching its first pass and repeating it trains the very same model with one iterator
-    for the whole run; ``fit`` then needs ``steps_per_epoch``.
+    which costs far more than the few steps of a small model. With a global seed set, ``fit`` draws
+    the same permutation every epoch, so :func:`train` caches one pass of this dataset and repeats
+    it: the very same model, with one iterator for the whole run (``fit`` then needs
+    ``steps_per_epoch``).
+
+    Private Keras, on purpose: no public API hands out the batches ``fit`` draws. Keras' array
+    adapter builds them with ``tf.random.shuffle`` inside a ``tf.data`` map, whose op seed comes
+    from the global seed and the ops created before it; ``Dataset.shuffle`` or a numpy permutation
+    give another order, and a public ``tf.data`` copy of the adapter's ops matches only until Keras
+    changes them. Calling the adapter follows whatever ``fit`` does. The tripwires:
+    ``tests/training/test_matches_keras_fit.py`` (these batches are the ones ``fit`` trains on,
+    and the final weights equal plain ``fit``'s).
     """
     from keras.src.trainers.data_adapters import get_data_adapter
 
     adapter = get_data_adapter(split.x, split.y, batch_size=batch_size, shuffle=shuffle)
-    return adapter.get_tf_dataset().cache().repeat()
+    return adapter.get_tf_dataset()
 
 
-def _validator(model: Any, spec: JobSpec, split: Any) -> Any:
+def _validator(model: keras.Model, spec: JobSpec, split: Split) -> Callable[[], tuple[float, dict[str, float]]]:
     """A compiled function giving ``(val_loss, {output: val_mse})`` over the whole validation split.
 
     One call per epoch over tensors held in memory, instead of Keras' per-epoch ``evaluate`` loop;
@@ -251,16 +332,20 @@ def _validator(model: Any, spec: JobSpec, split: Any) -> Any:
 
 def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (population) variance per column, as Normalization.adapt computes them."""
+    import numpy as np
+
     x64 = x.astype(np.float64)
     return x64.mean(axis=0), x64.var(axis=0)
 
 
-def _mse(model: Any, split: Any) -> dict[str, float]:
+def _mse(model: keras.Model, split: Split) -> dict[str, float]:
     """Mean squared error per output over a whole split, computed in float64 from the model's predictions.
 
     The model is called directly, EVAL_BATCH_SIZE rows at a time: ``model.predict`` would trace a
     new predict function for every model, 0.1-0.4 s per call, as long as a small job's training.
     """
+    import numpy as np
+
     parts: dict[str, list[np.ndarray]] = {name: [] for name in split.y}
     for start in range(0, len(split), EVAL_BATCH_SIZE):
         rows = {name: x[start : start + EVAL_BATCH_SIZE] for name, x in split.x.items()}
@@ -275,7 +360,7 @@ def _mse(model: Any, split: Any) -> dict[str, float]:
     }
 
 
-def _save(model: Any, path: Path) -> None:
+def _save(model: keras.Model, path: Path) -> None:
     """Write the model atomically: a reader never sees a half-written ``.keras`` file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,17 +382,17 @@ class _Backup:
 
     STATE = "state.json"
 
-    def __init__(self, directory: Path, interval: float, before_save: Any = None, may_save: Any = None) -> None:
+    def __init__(
+        self, directory: Path, interval: float, *, before_save: Callable[[], None], may_save: Callable[[], bool]
+    ) -> None:
         self.directory = directory
         self.interval = interval
-        self.before_save = before_save  # the sink's flush: the store never lags behind a backup
-        # the sink's veto after the flush (a worker that lost its lease: the job's next owner
-        # resumes from this folder, and epochs the store lacks would leave a gap there)
+        self.before_save = before_save  # the sink's flush, then its veto (see Sink)
         self.may_save = may_save
         self.last = time.monotonic()
-        self.pending: tuple[int, list[Any]] | None = None
+        self.pending: tuple[int, list[np.ndarray]] | None = None
 
-    def restore(self, model: Any) -> int:
+    def restore(self, model: keras.Model) -> int:
         """Load the last backup into ``model``; its epoch count, 0 without one, -1 if it is unusable."""
         state_path = self.directory / self.STATE
         if not state_path.exists():
@@ -323,7 +408,7 @@ class _Backup:
             self.clear()
             return -1
 
-    def epoch_end(self, model: Any, epochs_done: int) -> None:
+    def epoch_end(self, model: keras.Model, epochs_done: int) -> None:
         """Back up now if the interval has passed; otherwise keep this epoch's state in memory."""
         now = time.monotonic()
         if now - self.last >= self.interval:
@@ -332,7 +417,7 @@ class _Backup:
         else:  # epochs this short are small models: a copy of their variables costs next to nothing
             self.pending = (epochs_done, [v.numpy() for v in _state_variables(model)])
 
-    def save_pending(self, model: Any) -> None:
+    def save_pending(self, model: keras.Model) -> None:
         """On an orderly stop mid-epoch: back up the last finished epoch kept in memory, if newer."""
         if self.pending is None:
             return
@@ -341,13 +426,11 @@ class _Backup:
             variable.assign(value)
         self.save(model, epochs_done)
 
-    def save(self, model: Any, epochs_done: int) -> None:
-        if self.before_save is not None:
-            self.before_save()
-        if self.may_save is not None and not self.may_save():
-            self.pending = None
-            return
+    def save(self, model: keras.Model, epochs_done: int) -> None:
+        self.before_save()
         self.pending = None
+        if not self.may_save():
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epochs_done}.weights.h5"
         tmp = self.directory / f".tmp-{name}"
@@ -369,7 +452,7 @@ class _Backup:
                 entry.unlink(missing_ok=True)
 
 
-def _state_variables(model: Any) -> list[Any]:
+def _state_variables(model: keras.Model) -> list[keras.Variable]:
     """Everything a backup holds: the model's weights and the optimizer's state."""
     optimizer = model.optimizer.variables if model.optimizer is not None else []
     return [*model.weights, *optimizer]
@@ -409,20 +492,22 @@ def _reporter_class() -> type:
 
 
 class _ReporterMixin:
-    model: Any
+    model: keras.Model
 
-    def __init__(self, spec: JobSpec, sink: object | None, steps: int, validate: Any) -> None:
+    def __init__(
+        self, spec: JobSpec, sink: Sink, steps: int, validate: Callable[[], tuple[float, dict[str, float]]]
+    ) -> None:
         super().__init__()
+        self.sink = sink
         self.validate = validate
         self.outputs = list(spec.outputs)
         self.single = len(self.outputs) == 1
         self.steps = steps
+        self.last_epoch = spec.training.epochs
         self.epoch = 0
         self.epochs: list[EpochMetrics] = []
         self.initial_epoch: int | None = None
-        self._on_epoch = getattr(sink, "on_epoch", None)
-        self._on_batch = getattr(sink, "on_batch", None)
-        self._should_stop = getattr(sink, "should_stop", None)
+        self.stop_reason: str | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch + 1
@@ -432,9 +517,8 @@ class _ReporterMixin:
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if logs and "loss" in logs:
             self._check(float(logs["loss"]))
-        if self._on_batch is not None:
-            self._on_batch(self.epoch, min(batch + 1, self.steps), self.steps)
-        if self._should_stop is not None and self._should_stop():
+        self.sink.on_batch(self.epoch, min(batch + 1, self.steps), self.steps)
+        if self.sink.should_stop():
             raise Cancelled(f"cancelled during epoch {self.epoch}")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -448,8 +532,11 @@ class _ReporterMixin:
             outputs[name] = {"loss": float(out_loss), "val_mse": val_mse[name]}  # type: ignore[arg-type]
         metrics = EpochMetrics(epoch=epoch + 1, loss=loss, val_loss=val_loss, outputs=outputs)
         self.epochs.append(metrics)
-        if self._on_epoch is not None:
-            self._on_epoch(metrics)
+        self.sink.on_epoch(metrics)
+        reason = self.sink.should_stop_after_epoch(metrics)
+        if reason is not None and metrics.epoch < self.last_epoch:
+            self.stop_reason = reason
+            self.model.stop_training = True  # fit ends after this epoch's callbacks, the backup's too
 
     def _check(self, loss: float) -> None:
         if not math.isfinite(loss):

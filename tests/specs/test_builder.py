@@ -89,7 +89,19 @@ def test_merge_and_regularisation_layers_build_with_their_shapes() -> None:
     summary = validate_spec(spec)
     shapes = {layer.name: layer.output_shape for layer in summary.layers}
     assert shapes["sum"] == (None, 8) and shapes["drop"] == (None, 8)
-    assert {layer.name: layer.inputs for layer in summary.layers}["sum"] == ("ha", "hb")
+    # what feeds each layer (the `input` column of `trainyard validate`): a normalised input feeds
+    # only its Normalization layer, which feeds every layer that names the input
+    assert {layer.name: layer.inputs for layer in summary.layers} == {
+        "a": (),
+        "b": (),
+        "a_normalization": ("a",),
+        "ha": ("a_normalization",),
+        "hb": ("b",),
+        "sum": ("ha", "hb"),
+        "bn": ("sum",),
+        "drop": ("bn",),
+        "y": ("drop",),
+    }
     # BatchNormalization: 4 * 8 weights, of which moving mean and variance (16) are not trainable
     assert summary.non_trainable_params == 16
     assert [layer.type for layer in summary.layers].count("Normalization") == 1

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from trainyard.errors import DataError, SpecError
-from trainyard.specs import JobSpec, build_model, data_fingerprint, data_paths, load_data, load_spec
+from trainyard.specs import build_model, data_fingerprint, data_paths, load_data, load_spec, spec_from_document
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
-CALIFORNIA = REPO.parent / "shared" / "datasets" / "california_housing.csv"
 
 CSV_SPEC = """
 name: own_csv
@@ -44,8 +43,8 @@ def csv_spec(tmp_path: Path) -> Path:
 def test_document_round_trips_through_json(filename: str) -> None:
     spec = load_spec(SPECS / filename)
     doc = json.loads(json.dumps(spec.document()))
-    assert JobSpec.from_document(doc) == spec
-    assert JobSpec.from_document(doc).document() == doc
+    assert spec_from_document(doc) == spec
+    assert spec_from_document(doc).document() == doc
     # the document is explicit: every layer has its name and input
     assert all("name" in layer and "input" in layer for layer in doc["layers"])
 
@@ -139,12 +138,10 @@ def test_sequential_shorthand_builds_the_same_model_as_the_explicit_form() -> No
     assert [x.count_params() for x in a.layers] == [x.count_params() for x in b.layers]
 
 
-def test_california_housing_missing_and_text_values_are_a_data_error() -> None:
-    if not CALIFORNIA.exists():
-        pytest.skip(f"{CALIFORNIA} not found")
+def test_california_housing_missing_and_text_values_are_a_data_error(california_csv: Path) -> None:
     doc = {
         "name": "housing",
-        "data": {"source": str(CALIFORNIA)},
+        "data": {"source": str(california_csv)},
         "inputs": ["median_income", "total_bedrooms", "ocean_proximity"],
         "outputs": {"value": {"target": "median_house_value"}},
         "training": {"epochs": 1},
@@ -179,20 +176,20 @@ def test_parquet_source_with_missing_values_names_rows(tmp_path: Path) -> None:
         load_spec(tmp_path / "s.yaml")
 
 
-def test_from_document_rejects_a_broken_document() -> None:
+def test_spec_from_document_rejects_a_broken_document() -> None:
     doc = load_spec(SPECS / "mlp.yaml").document()
     doc["layers"][1]["input"] = "nowhere"
     with pytest.raises(SpecError, match=r"layers\[1\].input: unknown layer or input 'nowhere'"):
-        JobSpec.from_document(doc)
+        spec_from_document(doc)
 
 
 def test_loading_and_checking_a_spec_does_not_import_tensorflow() -> None:
     code = textwrap.dedent(
         f"""
         import sys
-        from trainyard.specs import load_spec, data_fingerprint, load_data, JobSpec
+        from trainyard.specs import load_spec, data_fingerprint, load_data, spec_from_document
         spec = load_spec({str(SPECS / "multi_output.yaml")!r})
-        JobSpec.from_document(spec.document()); data_fingerprint(spec); load_data(spec)
+        spec_from_document(spec.document()); data_fingerprint(spec); load_data(spec)
         print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
         """
     )

@@ -6,18 +6,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CALIFORNIA = REPO.parent / "shared" / "datasets" / "california_housing.csv"
-
 
 @pytest.fixture(scope="session")
-def housing_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def housing_csv(tmp_path_factory: pytest.TempPathFactory, california_csv: Path) -> Path:
     """400 clean rows of the California housing data (numeric columns without missing values)."""
     import pandas as pd
 
-    if not CALIFORNIA.exists():
-        pytest.skip(f"{CALIFORNIA} not found")
-    frame = pd.read_csv(CALIFORNIA).dropna().head(400)
+    frame = pd.read_csv(california_csv).dropna().head(400)
     frame["median_house_value"] /= 100_000  # a target scale where a few epochs of SGD stay finite
     path = tmp_path_factory.mktemp("data") / "housing.csv"
     frame.drop(columns=["ocean_proximity"]).to_csv(path, index=False)

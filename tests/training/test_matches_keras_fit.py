@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainyard.specs import build_model, load_data, load_spec, make_optimizer
-from trainyard.training import train
+from trainyard.specs import Split, build_model, load_data, load_spec, make_optimizer
+from trainyard.training import _fit_batches, train
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -53,3 +53,63 @@ def test_train_ends_with_the_weights_of_plain_model_fit(filename: str, tmp_path:
     for name, value in expected.items():
         assert result.val_mse[name] == pytest.approx(value, rel=1e-5)
         assert result.epochs[-1].val_mse[name] == pytest.approx(value, rel=1e-5)
+
+
+def _rows_fit_trains_on(split: Split, batch_size: int, epochs: int, seed: int) -> list[list[tuple[int, ...]]]:
+    """The batches plain ``model.fit(x, y, batch_size=, shuffle=True)`` hands to ``train_step``, as row
+    numbers per batch per epoch (column ``a`` of ``split.x`` holds the row number)."""
+    import keras
+    import tensorflow as tf
+
+    seen: list[tuple[dict, dict]] = []
+
+    class Recording(keras.Model):
+        def train_step(self, data):  # type: ignore[no-untyped-def]
+            x, y = data
+            seen.append((_numpy(x), _numpy(y)))
+            return {"loss": tf.constant(0.0)}
+
+    keras.utils.set_random_seed(seed)
+    inputs = {name: keras.Input((x.shape[1],), name=name) for name, x in split.x.items()}
+    joined = keras.layers.Concatenate()(list(inputs.values()))
+    model = Recording(inputs, {name: keras.layers.Dense(y.shape[1], name=name)(joined) for name, y in split.y.items()})
+    model.compile(run_eagerly=True)
+    model.fit(split.x, split.y, batch_size=batch_size, shuffle=True, epochs=epochs, verbose=0)
+    steps = -(-len(split) // batch_size)
+    assert len(seen) == steps * epochs
+    return [[_rows(x, y) for x, y in seen[e * steps : (e + 1) * steps]] for e in range(epochs)]
+
+
+def _numpy(tensors: dict) -> dict[str, np.ndarray]:
+    return {name: np.asarray(value) for name, value in tensors.items()}
+
+
+def _rows(x: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> tuple[int, ...]:
+    """The row numbers of one batch, after checking that every input and target came from those rows."""
+    rows = x["a"][:, 0].astype(int)
+    assert np.array_equal(x["b"], np.stack([rows * 2, rows * 3], axis=1).astype(np.float32))
+    assert np.array_equal(y["out"][:, 0], (rows * 5).astype(np.float32))
+    assert np.array_equal(y["other"][:, 0], (rows * 7).astype(np.float32))
+    return tuple(int(r) for r in rows)
+
+
+def test_fit_batches_are_the_batches_plain_fit_trains_on_every_epoch() -> None:
+    """Tripwire for ``_fit_batches``, private Keras (its docstring says why): the core caches one pass
+    and repeats it, so ``fit`` must draw exactly these batches, in this order, and the same every epoch."""
+    n = 70  # batches of 16: four full ones and a last one of 6
+    r = np.arange(n, dtype=np.float32)
+    split = Split(
+        x={"a": r.reshape(n, 1), "b": np.stack([r * 2, r * 3], axis=1)},
+        y={"out": (r * 5).reshape(n, 1), "other": (r * 7).reshape(n, 1)},
+    )
+    import keras
+
+    keras.utils.set_random_seed(11)
+    ours = [_rows(_numpy(x), _numpy(y)) for x, y in _fit_batches(split, 16, shuffle=True)]
+    fits = _rows_fit_trains_on(split, 16, epochs=2, seed=11)
+
+    assert [len(b) for b in ours] == [16, 16, 16, 16, 6]
+    assert sorted(r for b in ours for r in b) == list(range(n))  # every row once
+    assert ours != sorted(ours)  # shuffled
+    assert fits[0] == ours, "plain model.fit draws other batches than _fit_batches: see its docstring"
+    assert fits[1] == ours, "plain model.fit no longer draws the same permutation every epoch"

@@ -14,7 +14,7 @@ import pytest
 
 from trainyard.errors import Cancelled, TrainingError
 from trainyard.specs import load_data, load_spec
-from trainyard.training import EpochMetrics, train
+from trainyard.training import BaseSink, EpochMetrics, train
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
@@ -31,7 +31,7 @@ def _numpy_mse(model_path: Path, split) -> dict[str, float]:
     }
 
 
-class Recorder:
+class Recorder(BaseSink):
     def __init__(self, stop_after_epoch: int | None = None, crash_after_epoch: int | None = None) -> None:
         self.epochs: list[EpochMetrics] = []
         self.batches: list[tuple[int, int, int]] = []
@@ -134,6 +134,78 @@ def test_cancel_raises_cancelled_and_saves_nothing(tmp_path: Path) -> None:
         train(spec, sink, model_path=tmp_path / "m.keras")
     assert [m.epoch for m in sink.epochs] == [1]
     assert not (tmp_path / "m.keras").exists()
+
+
+class StopAfter(Recorder):
+    """A sink that ends the run after a given epoch with a reason, as early stopping and pruning do."""
+
+    def __init__(self, epoch: int, reason: str) -> None:
+        super().__init__()
+        self.stop_epoch = epoch
+        self.reason = reason
+        self.asked: list[int] = []
+
+    def should_stop_after_epoch(self, metrics: EpochMetrics) -> str | None:
+        # the epoch was reported (on_epoch) before the sink is asked whether training goes on
+        assert self.epochs[-1] is metrics
+        self.asked.append(metrics.epoch)
+        return self.reason if metrics.epoch == self.stop_epoch else None
+
+
+def test_a_sink_ends_training_after_an_epoch_with_its_reason_and_the_model_is_kept(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "multi_output.yaml", overrides=["training.epochs=6"])
+    backup = tmp_path / "backup"
+    sink = StopAfter(2, "no improvement for 2 epochs")
+    result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0)
+
+    assert result.stop_reason == "no improvement for 2 epochs"
+    assert [m.epoch for m in result.epochs] == [1, 2] == [m.epoch for m in sink.epochs] == sink.asked
+    assert {epoch for epoch, _, _ in sink.batches} == {1, 2}  # not one batch of epoch 3 ran
+    # unlike a cancel, the run ends like a finished one: the model of epoch 2 saved, its MSEs, no backup left
+    data = load_data(spec)
+    assert result.val_mse == pytest.approx(_numpy_mse(result.model_path, data.valid), rel=1e-5)
+    assert result.val_mse == pytest.approx(result.epochs[-1].val_mse, rel=1e-5)
+    assert result.test_mse == pytest.approx(_numpy_mse(result.model_path, data.test), rel=1e-5)
+    assert not list(backup.iterdir())
+    two_epochs = train(
+        load_spec(SPECS / "multi_output.yaml", overrides=["training.epochs=2"]), model_path=tmp_path / "t.keras"
+    )
+    assert result.val_mse == pytest.approx(two_epochs.val_mse, rel=1e-6)
+    assert two_epochs.stop_reason is None
+
+
+def test_a_reason_given_after_the_last_epoch_is_no_early_stop(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=3"])
+    sink = StopAfter(3, "patience used up")
+    result = train(spec, sink, model_path=tmp_path / "m.keras")
+    assert result.stop_reason is None
+    assert [m.epoch for m in result.epochs] == [1, 2, 3] == sink.asked
+
+
+def test_a_sink_missing_methods_is_refused_before_training(tmp_path: Path) -> None:
+    class OnlyEpochs:
+        def on_epoch(self, metrics: EpochMetrics) -> None:
+            pass
+
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=1"])
+    with pytest.raises(
+        TypeError,
+        match=r"^sink: OnlyEpochs lacks on_batch, should_stop, should_stop_after_epoch, flush, may_back_up; subclass trainyard.training.BaseSink$",
+    ):
+        train(spec, OnlyEpochs(), model_path=tmp_path / "m.keras")  # type: ignore[arg-type]
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_importing_the_training_core_loads_neither_tensorflow_nor_the_specs() -> None:
+    """The CLI imports it for every command (its progress sink is a BaseSink): it must stay cheap."""
+    code = (
+        "import sys, trainyard.training, trainyard.cli.spec_cmds\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'numpy', 'pydantic', 'trainyard.specs') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_divergence_is_a_training_error_naming_the_epoch(tmp_path: Path) -> None:

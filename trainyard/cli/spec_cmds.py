@@ -15,6 +15,7 @@ from rich.table import Table
 from trainyard.cli.quiet import quiet_tensorflow
 from trainyard.display import format_mse
 from trainyard.errors import SpecError
+from trainyard.training import BaseSink, EpochMetrics
 
 
 @click.command("validate")
@@ -118,7 +119,7 @@ def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_pa
     out.print(f"model saved to {result.model_path}", highlight=False, soft_wrap=True)
 
 
-class _Progress:
+class _Progress(BaseSink):
     """A training sink drawing one Rich progress bar per epoch, labelled with the epoch's val MSE."""
 
     def __init__(self, console: Console, epochs: int, outputs: list[str]) -> None:
@@ -151,7 +152,7 @@ class _Progress:
             self.task = self.progress.add_task(f"epoch {epoch}/{self.epochs}", total=steps, metrics="")
         self.progress.update(self.task, completed=step)
 
-    def on_epoch(self, metrics: Any) -> None:
+    def on_epoch(self, metrics: EpochMetrics) -> None:
         text = "  ".join(f"{name} val MSE {value:.5g}" for name, value in metrics.val_mse.items())
         if self.task is not None and self.task_epoch == metrics.epoch:
             self.progress.update(self.task, metrics=text)

@@ -15,7 +15,7 @@ from trainyard.specs.builder import (
     validate_spec,
 )
 from trainyard.specs.data import Dataset, Split, data_fingerprint, data_paths, load_data, outside_roots
-from trainyard.specs.loader import load_spec
+from trainyard.specs.loader import load_spec, spec_from_document
 from trainyard.specs.schema import JobSpec
 
 __all__ = [
@@ -32,5 +32,6 @@ __all__ = [
     "load_spec",
     "make_optimizer",
     "outside_roots",
+    "spec_from_document",
     "validate_spec",
 ]

@@ -186,7 +186,7 @@ def build_model(spec: JobSpec, normalization: dict[str, tuple[np.ndarray, np.nda
     return keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name.replace(".", "_").replace("-", "_"))
 
 
-def make_optimizer(spec: JobSpec) -> Any:
+def make_optimizer(spec: JobSpec) -> keras.optimizers.Optimizer:
     """A fresh optimizer instance for the spec (arguments checked by :func:`check_optimizer`)."""
     import keras
 
@@ -220,19 +220,17 @@ def check_optimizer(spec: JobSpec) -> list[Problem]:
 def summarize(spec: JobSpec, model: keras.Model) -> ModelSummary:
     """The layer table of a built model (shapes and parameter counts), detached from Keras."""
     layers = []
+    inbound = _layer_inputs(spec)
     # inputs first, then Keras' topological order (which interleaves inputs where they are first used)
     ordered = sorted(model.layers, key=lambda layer: type(layer).__name__ != "InputLayer")
     for layer in ordered:
-        inbound = []
-        for node in getattr(layer, "_inbound_nodes", []):
-            inbound += [t._keras_history.operation.name for t in node.input_tensors]
         layers.append(
             LayerSummary(
                 name=layer.name,
                 type=type(layer).__name__,
                 output_shape=tuple(layer.output.shape),
                 params=int(layer.count_params()) if layer.built else 0,
-                inputs=tuple(inbound),
+                inputs=inbound.get(layer.name, ()),
             )
         )
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -244,6 +242,25 @@ def summarize(spec: JobSpec, model: keras.Model) -> ModelSummary:
         inputs={k: len(v.columns) for k, v in spec.inputs.items()},
         outputs={k: len(v.target) for k, v in spec.outputs.items()},
     )
+
+
+def _layer_inputs(spec: JobSpec) -> dict[str, tuple[str, ...]]:
+    """The names of the layers feeding each layer of the model :func:`build_model` makes of a resolved spec.
+
+    Read from the spec, which is what the model was built from (Keras keeps the same graph only in
+    private attributes): an input feeds nothing but its ``<input>_normalization`` layer when it is
+    normalised, and that layer stands in for the input wherever the input is referenced.
+    """
+
+    def source(ref: str) -> str:
+        inp = spec.inputs.get(ref)
+        return f"{ref}_normalization" if inp is not None and inp.normalize else ref
+
+    inputs: dict[str, tuple[str, ...]] = {name: () for name in spec.inputs}
+    inputs.update({f"{name}_normalization": (name,) for name, inp in spec.inputs.items() if inp.normalize})
+    inputs.update({layer.name: tuple(source(ref) for ref in layer.input or ()) for layer in spec.layers})
+    inputs.update({name: (source(out.input),) for name, out in spec.outputs.items() if out.input})
+    return inputs
 
 
 def allowed_layer_types() -> list[str]:

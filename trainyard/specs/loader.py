@@ -55,6 +55,22 @@ def load_spec(
     return spec
 
 
+def spec_from_document(doc: Mapping[str, Any]) -> JobSpec:
+    """Rebuild a spec from :meth:`JobSpec.document` (what the store keeps), as the worker does.
+
+    The document's paths are already absolute and its data is not read (the worker checks the data
+    itself, against the roots and the fingerprint recorded at submit); no TensorFlow. Raises
+    :class:`SpecError` listing every problem, as :func:`load_spec` does.
+    """
+    spec, problems, _ = parse_leniently(dict(doc) if isinstance(doc, Mapping) else doc)
+    if problems or spec is None:
+        raise SpecError(problems)
+    spec, problems = resolve_graph(spec)
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
 def _layer_arg_problems(raw: Any) -> list[Problem]:
     """Static argument problems of the layers, for a spec whose schema failed elsewhere."""
     layers = raw.get("layers") if isinstance(raw, dict) else None

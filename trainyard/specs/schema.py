@@ -246,7 +246,8 @@ class TrainingSpec(_Model):
 
 
 class JobSpec(_Model):
-    """A validated job spec. Build one with :func:`trainyard.specs.load_spec` or :meth:`from_document`."""
+    """A validated job spec. Build one with :func:`trainyard.specs.load_spec` (a file, YAML text or a dict)
+    or :func:`trainyard.specs.spec_from_document` (a stored :meth:`document`)."""
 
     name: str = Field(pattern=_SPEC_NAME, max_length=100)
     data: DataSpec
@@ -291,19 +292,6 @@ class JobSpec(_Model):
             "training": self.training.document(),
         }
 
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> JobSpec:
-        """Rebuild a spec from :meth:`document` (no data access, no TensorFlow); raises SpecError."""
-        from trainyard.specs.graph import resolve_graph
-
-        spec = parse_document(doc)
-        spec, problems = resolve_graph(spec)
-        if problems:
-            from trainyard.errors import SpecError
-
-            raise SpecError(problems)
-        return spec
-
     # -- convenience ---------------------------------------------------------------------------
 
     def used_columns(self) -> list[str]:
@@ -317,16 +305,6 @@ class JobSpec(_Model):
 
     def data_files(self) -> dict[str, Path]:
         return {role: Path(p) for role, p in self.data.files().items()}
-
-
-def parse_document(doc: Any) -> JobSpec:
-    """Validate a raw dict against the schema; every schema problem becomes one :class:`Problem`."""
-    from trainyard.errors import SpecError
-
-    spec, problems, _ = parse_leniently(doc)
-    if problems or spec is None:
-        raise SpecError(problems)
-    return spec
 
 
 #: Stand-ins for top-level sections that failed validation, so the layer graph can still be checked.

@@ -31,6 +31,7 @@ from typing import Any
 from trainyard.config import Settings
 from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
+from trainyard.training import BaseSink, EpochMetrics
 from trainyard.worker import child
 from trainyard.worker.lease import Lease
 
@@ -58,7 +59,7 @@ def backup_dir(settings: Settings, job_id: int) -> Path:
 
 
 @dataclass
-class StoreSink:
+class StoreSink(BaseSink):
     """The training core's sink: epochs to the store, and the stop signal at each batch boundary.
 
     Epochs are written by a thread of their own, in order, while the next epoch trains: a store
@@ -78,7 +79,7 @@ class StoreSink:
     _writer: threading.Thread | None = field(default=None, init=False, repr=False)
     _error: TrainyardError | None = field(default=None, init=False, repr=False)
 
-    def on_epoch(self, metrics: Any) -> None:
+    def on_epoch(self, metrics: EpochMetrics) -> None:
         self._raise_error()
         if self.lease.lost:
             return
@@ -284,12 +285,12 @@ def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
     The data roots are the worker's ``TRAINYARD_DATA_ROOTS`` when its environment sets it, else
     those ``submit`` recorded (the submitter's ``TRAINYARD_DATA_ROOTS`` or working directory).
     """
-    from trainyard.specs import JobSpec, data_fingerprint, data_paths, outside_roots
+    from trainyard.specs import data_fingerprint, data_paths, outside_roots, spec_from_document
 
     submission = job.submission or store.get_job(job.id).submission
     if submission is None:
         raise DataError(Problem("", f"job {job.id} has no stored spec"))
-    spec = JobSpec.from_document(dict(submission.spec))
+    spec = spec_from_document(dict(submission.spec))
     if settings.data_roots:
         problems = outside_roots(spec, settings.data_roots, "TRAINYARD_DATA_ROOTS")
     elif submission.data_roots is not None:
