@@ -13,6 +13,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: The worker fixtures (``env``, ``start_worker``) and helpers (``FAST``, ``write_spec``), for every folder.
+pytest_plugins = ["worker_fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

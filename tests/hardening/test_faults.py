@@ -2,7 +2,7 @@
 connections, a full or unwritable disk, and a job that kills its own process every time.
 
 Real worker processes (``celery -A trainyard.worker worker``) with short leases
-(``worker_support.FAST``); never a timing assertion, only generous bounds on waits.
+(``worker_fixtures.FAST``); never a timing assertion, only generous bounds on waits.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from worker_support import write_spec
+from worker_fixtures import write_spec
 
 from trainyard.cli import main
 from trainyard.config import Settings

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from worker_support import write_spec
+from worker_fixtures import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store, utcnow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from worker_support import write_spec
+from worker_fixtures import write_spec
 
 from trainyard.cli import main
 from trainyard.config import Settings

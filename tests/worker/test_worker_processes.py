@@ -1,7 +1,7 @@
 """Real ``celery -A trainyard.worker worker`` processes, on the embedded broker and on Redis + PostgreSQL.
 
 Each worker start costs seconds of TensorFlow import, so each test walks through several scenarios
-with the same workers. Leases are 3 s, reconciler passes 1 s apart (``worker_support.FAST``).
+with the same workers. Leases are 3 s, reconciler passes 1 s apart (``worker_fixtures.FAST``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker_support import write_spec
+from worker_fixtures import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
