@@ -23,8 +23,8 @@ from trainyard.cli import main
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.errors import BrokerError
+from trainyard.queue import transport
 from trainyard.scheduler import operations
-from trainyard.worker import broker
 from trainyard.worker.local import LocalWorker, wait_until
 
 pytestmark = pytest.mark.slow
@@ -226,9 +226,10 @@ def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
 
     # A pickle message on this broker is refused, never loaded.
     marker = tmp_path / "pickle-was-loaded"
-    from trainyard.worker.app import TRAIN_NEXT, app
+    from trainyard.queue import TRAIN_NEXT
+    from trainyard.worker.app import app
 
-    with broker.connection(settings.broker_url) as conn, conn.Producer() as producer:
+    with transport.connection(settings.broker_url) as conn, conn.Producer() as producer:
         app.send_task(TRAIN_NEXT, args=[Evil(marker)], queue="trainyard", producer=producer, serializer="pickle")
     assert wait_until(lambda: "untrusted content" in "".join(w.log_tail(2000) for w in workers), 60)
     assert not marker.exists()

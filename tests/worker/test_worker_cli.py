@@ -16,7 +16,7 @@ from trainyard.cli import main
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.display import format_mse
-from trainyard.worker import broker
+from trainyard.queue import transport
 
 
 def test_worker_dry_run_prints_the_plan_and_the_celery_command(env: dict[str, str]) -> None:
@@ -44,7 +44,7 @@ def test_reconcile_sends_the_missing_slots(env: dict[str, str], settings: Settin
     result = CliRunner().invoke(main, ["reconcile"])
     assert result.exit_code == 0, result.output
     assert f"re-dispatched {ids[0]}, {ids[1]}" in result.output
-    assert broker.queue_size(settings) == 2
+    assert transport.queue_size(settings) == 2
 
 
 @pytest.mark.slow

@@ -15,9 +15,8 @@ from worker_fixtures import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
+from trainyard.queue import send_slots, transport
 from trainyard.scheduler import operations
-from trainyard.worker import broker
-from trainyard.worker.dispatch import send_slots
 from trainyard.worker.local import LocalWorker, wait_until
 
 pytestmark = pytest.mark.slow
@@ -62,9 +61,10 @@ class Evil:
 
 
 def _send_pickle(settings: Settings, marker: Path) -> None:
-    from trainyard.worker.app import TRAIN_NEXT, app
+    from trainyard.queue import TRAIN_NEXT
+    from trainyard.worker.app import app
 
-    with broker.connection(settings.broker_url) as conn, conn.Producer() as producer:
+    with transport.connection(settings.broker_url) as conn, conn.Producer() as producer:
         app.send_task(TRAIN_NEXT, args=[Evil(marker)], queue="trainyard", producer=producer, serializer="pickle")
 
 
@@ -103,7 +103,9 @@ def test_embedded_broker_priorities_duplicates_pickle_divergence_and_graceful_ha
 
     # The same message delivered twice: the job is not trained again.
     send_slots([high, high], settings)
-    assert wait_until(lambda: broker.queue_size(settings) == 0 and w1.log_tail(400).count("nothing to claim") >= 2, 60)
+    assert wait_until(
+        lambda: transport.queue_size(settings) == 0 and w1.log_tail(400).count("nothing to claim") >= 2, 60
+    )
     again = store.get_job(high)
     assert again.attempts == 1 and _epochs(store, high) == [1, 2]
 
@@ -141,10 +143,10 @@ def test_two_workers_on_redis_and_postgres_survive_a_flush_a_kill_and_a_cancel(
 
     # Jobs queued, then every message lost: the workers' reconcilers send them again.
     short = [_submit(tmp_path, f"short{i}", settings) for i in range(4)]
-    assert broker.queue_size(settings) == 4
+    assert transport.queue_size(settings) == 4
     # FLUSHDB of the test's database: what FLUSHALL does to a broker, without touching other tests' data.
     redis.Redis.from_url(redis_url).flushdb()
-    assert broker.queue_size(settings) == 0
+    assert transport.queue_size(settings) == 0
 
     w1 = start_worker("w1", env)
     w2 = start_worker("w2", env)

@@ -59,8 +59,8 @@ def worker(
     """Run a worker here: claim queued jobs and train them until stopped (Ctrl-C or SIGTERM hands
     a running job back to the queue)."""
     from trainyard.config import redact_url
+    from trainyard.queue import check_broker
     from trainyard.worker import devices
-    from trainyard.worker.broker import check_broker
 
     settings = _settings()
     plan = devices.plan_worker(devices.detect_gpus(), per_gpu=per_gpu, concurrency=concurrency)
@@ -108,7 +108,7 @@ def reconcile(loop: bool, interval: float | None) -> None:
     Every worker already does this every few seconds; this command is for operators (or cron).
     """
     from trainyard.db import Store
-    from trainyard.scheduler.reconciler import reconcile as reconcile_once
+    from trainyard.queue import reconcile as reconcile_once
 
     settings = _settings()
     store = Store.open(settings.db_url)

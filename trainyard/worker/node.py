@@ -3,8 +3,8 @@
 A Celery bootstep (:class:`NodeStep`) starts one daemon thread in the parent of every
 ``celery -A trainyard.worker worker``: it writes a worker heartbeat every
 WORKER_HEARTBEAT_SECONDS (``busy`` with the job its children train, or ``idle``) and runs a
-reconciler pass every ``settings.reconcile_seconds`` (see :mod:`trainyard.scheduler.reconciler`
-for why there). On shutdown it writes the state ``stopped``. It never imports TensorFlow.
+reconciler pass every ``settings.reconcile_seconds`` (see :mod:`trainyard.queue.reconciler` for
+why there). On shutdown it writes the state ``stopped``. It never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from celery import bootsteps
 from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.db.records import JobState, WorkerState
+from trainyard.queue import reconciler
 from trainyard.worker import devices
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,12 @@ class NodeKeeper:
             log.warning("worker heartbeat of %s failed: %s", self.name, exc)
 
     def reconcile(self) -> None:
-        from trainyard.scheduler.reconciler import reconcile
         from trainyard.worker import child
 
         if child.handback_requested():
             return  # shutting down: slots sent now would come back to this worker; others send them
         try:
-            reconcile(self._open(), self.settings)
+            reconciler.reconcile(self._open(), self.settings)
         except Exception as exc:  # noqa: BLE001 - logged; the next pass retries
             log.warning("reconciler pass failed: %s", exc)
 

@@ -4,16 +4,17 @@ One pass (:func:`reconcile`):
 
 1. jobs whose lease expired (their worker died: SIGKILL, power loss, lost network) are queued
    again, or end ``failed`` once they used ``max_attempts`` (``Store.requeue_expired``);
-2. the queued jobs are compared with the messages waiting in the broker queue, and the missing
-   messages are sent (``dispatch``), oldest-dispatched jobs first, skipping jobs dispatched less
-   than ``REDISPATCH_GRACE_SECONDS`` ago (their message may be on its way to a worker). Since a
-   message is a slot (docs/architecture.md), an extra message is harmless and a missing one is
-   what loses jobs, so "at least as many messages as queued jobs" is the whole invariant. A Redis
-   ``FLUSHALL``, a broker restart, or the embedded broker's lost in-flight message of a killed
-   worker all heal here.
+2. the number of queued jobs is compared with the number of messages waiting in the broker queue,
+   and the missing messages are sent (``dispatch``): never-dispatched jobs first (new ones, and
+   requeued or handed-back ones, whose ``dispatched_at`` is cleared), then the oldest dispatches,
+   skipping jobs dispatched less than ``REDISPATCH_GRACE_SECONDS`` ago (their message may be on its
+   way to a worker). Since a message is a slot (``trainyard.queue``), an extra message is harmless
+   and a missing one is what loses jobs, so "at least as many messages as queued jobs" is the whole
+   invariant. A Redis ``FLUSHALL``, a broker restart, or the embedded broker's lost in-flight
+   message of a killed worker all heal here.
 
 Where it runs (the choice): in a daemon thread of every worker's parent process, every
-``settings.reconcile_seconds`` (:mod:`trainyard.worker.node`), so a deployment with workers needs
+``settings.reconcile_seconds`` (``trainyard.worker.node``), so a deployment with workers needs
 nothing more; and as ``trainyard reconcile [--loop]`` for operators (or a cron job). Passes from
 several workers may overlap: the store's conditional updates keep ``requeue_expired`` race-free,
 and overlapping re-dispatches only add harmless extra slots.
@@ -22,8 +23,7 @@ and overlapping re-dispatches only add harmless extra slots.
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,8 @@ from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.db.records import JobRecord, JobState
 from trainyard.errors import BrokerError
+from trainyard.queue.slots import dispatch
+from trainyard.queue.transport import queue_size
 
 if TYPE_CHECKING:
     from trainyard.db import Store
@@ -49,7 +51,6 @@ class Report:
     in_broker: int | None = None  # messages waiting in the broker queue (None: broker unreachable)
     redispatched: tuple[int, ...] = ()
     broker_error: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -84,9 +85,6 @@ def reconcile(
     grace_seconds: float = defaults.REDISPATCH_GRACE_SECONDS,
 ) -> Report:
     """One pass: requeue or fail expired leases, then send the broker messages queued jobs lack."""
-    from trainyard.worker.broker import queue_size
-    from trainyard.worker.dispatch import dispatch
-
     settings = settings or Settings.from_env()
     now = now or datetime.now(timezone.utc)
     changed = store.requeue_expired(now)
@@ -123,26 +121,3 @@ def reconcile(
 
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
-
-
-def run_forever(
-    store: Store,
-    settings: Settings,
-    stop: threading.Event,
-    interval: float | None = None,
-    on_report: object = None,
-) -> None:
-    """Reconcile every ``interval`` seconds (default ``settings.reconcile_seconds``) until ``stop`` is set.
-
-    Errors of one pass (store or broker down) are logged and the loop carries on.
-    """
-    period = interval if interval is not None else settings.reconcile_seconds
-    while True:
-        try:
-            report = reconcile(store, settings)
-            if callable(on_report):
-                on_report(report)
-        except Exception:  # keep the loop alive whatever one pass hit; the next pass retries
-            log.exception("reconciler pass failed")
-        if stop.wait(period):
-            return
