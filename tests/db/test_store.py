@@ -401,6 +401,16 @@ def test_mark_dispatched(store: Store) -> None:
     assert store.get_job(b.id).dispatched_at is None
 
 
+def test_owner_format_is_made_and_read_by_one_pair_of_functions() -> None:
+    from trainyard.db.records import make_owner, owner_node
+
+    assert make_owner("trainyard@gpu-box", 4242) == "trainyard@gpu-box/4242"
+    assert owner_node(make_owner("trainyard@gpu-box", 4242)) == "trainyard@gpu-box"
+    assert owner_node(make_owner("a/b", 1)) == "a/b"
+    for other in (None, "", "alpha", "w1/", "/12", "w1/x"):
+        assert owner_node(other) is None, other
+
+
 # ---------------------------------------------------------------- workers
 
 

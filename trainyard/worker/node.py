@@ -21,7 +21,7 @@ from celery import bootsteps
 
 from trainyard import defaults
 from trainyard.config import Settings
-from trainyard.db.records import JobState, WorkerState
+from trainyard.db.records import JobState, WorkerState, owner_node
 from trainyard.queue import reconciler
 from trainyard.worker import devices
 
@@ -71,9 +71,8 @@ class NodeKeeper:
 
     def current_job(self) -> int | None:
         """A job a pool child of this node holds the lease of, if any."""
-        prefix = f"{self.name}/"
         for job in self._open().list_jobs(state=JobState.RUNNING):
-            if job.lease_owner and job.lease_owner.startswith(prefix):
+            if owner_node(job.lease_owner) == self.name:
                 return job.id
         return None
 
