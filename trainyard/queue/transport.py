@@ -66,12 +66,42 @@ def _configure_kombu_models() -> None:
         _models_configured = True
 
 
+#: Makes counting a queue's waiting messages an index-only count (the reconciler asks every pass).
+_SIZE_INDEX = "ix_trainyard_message_queue_visible"
+_indexed_engines: set[str] = set()
+
+
 class _EmbeddedChannel(kombu_sqla.Channel):
-    """kombu's SQLAlchemy channel, with SQLite tuned for several processes (WAL, busy timeout)."""
+    """kombu's SQLAlchemy channel, with SQLite tuned for several processes (WAL, busy timeout) and
+    a queue's size counted from an index, so it costs the same with 10,000 messages as with 100."""
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)  # defines kombu's models (queue_cls, message_cls)
         _configure_kombu_models()
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        engine, session_maker = super()._open()  # creates kombu's tables on first use
+        url = str(engine.url)
+        if url not in _indexed_engines:
+            table = self.message_cls.__tablename__
+            with engine.begin() as conn:  # an existing broker file gets it too (create_all skips its tables)
+                conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {_SIZE_INDEX} ON {table} (queue_id, visible)")
+            _indexed_engines.add(url)
+        return engine, session_maker
+
+    def _size(self, queue: str) -> int:
+        # kombu counts ``SELECT count(*) FROM (SELECT <every column> ...)``: a row read per message.
+        import sqlalchemy as sa
+
+        obj = self._get_or_create(queue)
+        message = self.message_cls
+        count = (
+            self.session.query(sa.func.count())
+            .select_from(message)
+            .filter(message.queue_id == obj.id, message.visible == sa.true())
+            .scalar()
+        )
+        return int(count or 0)
 
     def _engine_from_config(self):  # type: ignore[no-untyped-def]
         import sqlalchemy as sa
