@@ -109,3 +109,36 @@ def test_the_embedded_broker_leaves_the_programs_warning_filters_alone_and_hides
     done = subprocess.run([sys.executable, "-c", USER_PROGRAM], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+#: Waits for the moment given, then sends one slot (the first use of the broker file in this process).
+FIRST_USE = """
+import sys, time
+from trainyard.config import Settings
+from trainyard.queue import send_slots
+settings = Settings.from_env()
+while time.time() < float(sys.argv[1]):
+    pass
+send_slots([1], settings)
+"""
+
+
+def test_processes_opening_a_new_embedded_broker_at_once_all_reach_it(tmp_path: Path) -> None:
+    """``trainyard run`` starts its worker while it submits: both open a broker file that does not
+    exist yet. kombu's transport raced there ("table kombu_queue already exists", a UNIQUE failure
+    on the queue's row); each of four processes starting together must now send its slot."""
+    import os
+    import time
+
+    for trial in range(3):
+        home = tmp_path / f"trial{trial}"
+        env = {**os.environ, "TRAINYARD_HOME": str(home)}
+        env.pop("TRAINYARD_BROKER_URL", None)
+        at = time.time() + 4.0  # after every process has imported trainyard
+        processes = [
+            subprocess.Popen([sys.executable, "-c", FIRST_USE, str(at)], env=env, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in processes]
+        assert [p.returncode for p in processes] == [0] * 4, "\n".join(e[-1500:] for e in errors if e)
+        assert transport.queue_size(Settings.from_env(env)) == 4

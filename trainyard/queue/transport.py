@@ -72,15 +72,27 @@ _indexed_engines: set[str] = set()
 
 
 class _EmbeddedChannel(kombu_sqla.Channel):
-    """kombu's SQLAlchemy channel, with SQLite tuned for several processes (WAL, busy timeout) and
-    a queue's size counted from an index, so it costs the same with 10,000 messages as with 100."""
+    """kombu's SQLAlchemy channel, with SQLite tuned for several processes (WAL, busy timeout), safe
+    when several processes open a new broker file at once, and a queue's size counted from an
+    index, so it costs the same with 10,000 messages as with 100."""
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)  # defines kombu's models (queue_cls, message_cls)
         _configure_kombu_models()
 
     def _open(self):  # type: ignore[no-untyped-def]
-        engine, session_maker = super()._open()  # creates kombu's tables on first use
+        from sqlalchemy.exc import OperationalError
+
+        for attempt in range(3):
+            try:
+                engine, session_maker = super()._open()  # creates kombu's tables on first use
+                break
+            except OperationalError as exc:
+                # Processes opening a new broker file at once (``trainyard run`` starts its worker
+                # while it submits) race to create kombu's tables: "table ... already exists".
+                # The tables are there now; kombu kept no engine, so opening again completes.
+                if "already exists" not in str(exc) or attempt == 2:
+                    raise
         url = str(engine.url)
         if url not in _indexed_engines:
             table = self.message_cls.__tablename__
@@ -88,6 +100,16 @@ class _EmbeddedChannel(kombu_sqla.Channel):
                 conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {_SIZE_INDEX} ON {table} (queue_id, visible)")
             _indexed_engines.add(url)
         return engine, session_maker
+
+    def _get_or_create(self, queue: str) -> Any:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            # Another process added the queue's row between kombu's look-up and its insert.
+            self.session.rollback()
+            return super()._get_or_create(queue)
 
     def _size(self, queue: str) -> int:
         # kombu counts ``SELECT count(*) FROM (SELECT <every column> ...)``: a row read per message.
