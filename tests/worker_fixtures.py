@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from trainyard.config import Settings
+from trainyard.queue import slots, transport
 from trainyard.worker.local import LocalWorker
 
 #: Short leases and fast loops so that a killed worker's job comes back within seconds.
@@ -51,6 +53,23 @@ def write_spec(folder: Path, name: str, epochs: int = 2, lr: float = 0.01, batch
     path = folder / f"{name}.yaml"
     path.write_text(TINY_SPEC.format(name=name, epochs=epochs, lr=lr, batch_size=batch_size))
     return path
+
+
+class Evil:
+    """Unpickling this creates ``marker``: proof that a worker deserialized pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def send_pickle_slot(settings: Settings, marker: Path) -> None:
+    """A slot as an attacker would send it: the task message of a real slot, but pickled, with an
+    argument whose unpickling creates ``marker``. Workers accept JSON only and must refuse it."""
+    with transport.connection(settings.broker_url) as conn, conn.Producer() as producer:
+        slots.publish(producer, slots.slot_message(Evil(marker)), serializer="pickle")
 
 
 @pytest.fixture

@@ -17,13 +17,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from worker_fixtures import write_spec
+from worker_fixtures import send_pickle_slot, write_spec
 
 from trainyard.cli import main
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.errors import BrokerError
-from trainyard.queue import transport
 from trainyard.scheduler import operations
 from trainyard.worker.local import LocalWorker, wait_until
 
@@ -181,16 +180,6 @@ def test_a_full_or_unwritable_artifact_disk_fails_the_job_with_the_reason_and_th
 OUTAGE_SECONDS = 30.0
 
 
-class Evil:
-    """Unpickling this creates ``marker``: proof that a worker deserialized pickle."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> Any:
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
     tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, private_redis: Any, start_worker: Any
 ) -> None:
@@ -226,11 +215,7 @@ def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
 
     # A pickle message on this broker is refused, never loaded.
     marker = tmp_path / "pickle-was-loaded"
-    from trainyard.queue import TRAIN_NEXT
-    from trainyard.worker.app import app
-
-    with transport.connection(settings.broker_url) as conn, conn.Producer() as producer:
-        app.send_task(TRAIN_NEXT, args=[Evil(marker)], queue="trainyard", producer=producer, serializer="pickle")
+    send_pickle_slot(settings, marker)
     assert wait_until(lambda: "untrusted content" in "".join(w.log_tail(2000) for w in workers), 60)
     assert not marker.exists()
 
