@@ -60,7 +60,7 @@ def slot_message(hint_job_id: Any, *, task_id: str | None = None, reply_to: str 
     """
     task_id = task_id or str(uuid.uuid4())
     args = [hint_job_id]
-    headers = {
+    headers: dict[str, Any] = {
         "lang": "py",
         "task": TRAIN_NEXT,
         "id": task_id,
