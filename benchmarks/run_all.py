@@ -39,6 +39,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     ("4 metric recording", "metric_recording", ["--repeats", "7", "--california"], ["--repeats", "3"]),
     ("5 store: trainyard jobs", "store_jobs", [], ["--runs", "5", "--submit", "400"]),
     ("5 store: dashboard frame", "dashboard_frame", [], ["--runs", "5"]),
+    ("5 store: reconcile pass", "reconcile_pass", [], ["--jobs", "100", "2000", "--runs", "5"]),
     ("6 memory", "worker_memory", ["--repeats", "3"], ["--repeats", "1", "--no-california"]),
     (
         "7 GPU scaling (CPU check)",

@@ -6,12 +6,16 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: The worker fixtures (``env``, ``start_worker``) and helpers (``FAST``, ``write_spec``), for every folder.
+pytest_plugins = ["worker_fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
@@ -66,9 +70,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-@pytest.fixture
-def pg_url() -> str:
-    """URL of a fresh, empty PostgreSQL database (dropped after the test)."""
+@contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database while the block runs (dropped after it)."""
     require_server(PG_URL, "PostgreSQL")
     import sqlalchemy as sa
 
@@ -83,6 +87,20 @@ def pg_url() -> str:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database (dropped after the test)."""
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_pg_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database shared by the tests of one module."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 #: Seconds a test run's claim on a Redis database number lasts if the run dies without releasing it.
@@ -116,12 +134,11 @@ def _redis_db() -> Iterator[int]:
         admin.close()
 
 
-@pytest.fixture
-def redis_url(_redis_db: int) -> Iterator[str]:
-    """URL of a Redis database number reserved for this test run, flushed before and after the test."""
+@contextmanager
+def _flushed_redis(db: int) -> Iterator[str]:
     import redis
 
-    url = f"{REDIS_URL.rstrip('/')}/{_redis_db}"
+    url = f"{REDIS_URL.rstrip('/')}/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     try:
@@ -129,6 +146,20 @@ def redis_url(_redis_db: int) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def redis_url(_redis_db: int) -> Iterator[str]:
+    """URL of a Redis database number reserved for this test run, flushed before and after the test."""
+    with _flushed_redis(_redis_db) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_redis_url(_redis_db: int) -> Iterator[str]:
+    """The same database, flushed before and after the tests of one module (not between them)."""
+    with _flushed_redis(_redis_db) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

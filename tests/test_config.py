@@ -8,13 +8,14 @@ import pytest
 
 from trainyard.config import Settings, redact_url
 from trainyard.errors import TrainyardError
+from trainyard.queue.transport import is_embedded
 
 
 def test_defaults_live_under_the_home() -> None:
     s = Settings.from_env({"TRAINYARD_HOME": "/srv/ty"})
     assert s.db_url == "sqlite:////srv/ty/trainyard.sqlite"
     assert s.broker_url == "sqla+sqlite:////srv/ty/broker.sqlite"
-    assert s.embedded_broker
+    assert is_embedded(s.broker_url)
     assert s.artifact_root == Path("/srv/ty/artifacts")
 
 

@@ -7,6 +7,9 @@ the pipeline of ``docs/architecture.md``; a module may import its own layer and 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,70 @@ def test_an_upward_import_is_found() -> None:
     sources["trainyard.db.store"] += "\n\ndef late():\n    from trainyard.dashboard import render\n"
     assert "trainyard.dashboard.render" in import_graph(sources)["trainyard.db.store"]
     assert _layer("trainyard.dashboard.render") > _layer("trainyard.db.store")
+
+
+def _top(module: str) -> str:
+    """``trainyard.db.store`` -> ``db``; the package itself -> ``""``."""
+    return module.split(".")[1] if "." in module else ""
+
+
+def test_db_and_specs_do_not_import_each_other() -> None:
+    graph = GRAPH
+    crossing = {(a, b) for a, targets in graph.items() for b in targets if {_top(a), _top(b)} == {"db", "specs"}}
+    assert crossing == set()
+
+
+def test_the_queue_stands_below_the_scheduler_and_the_workers() -> None:
+    """The broker stage imports neither of the stages it serves (nor Celery, checked at run time below)."""
+    graph = GRAPH
+    queue = {m for m in graph if m.startswith("trainyard.queue")}
+    assert queue >= {"trainyard.queue.transport", "trainyard.queue.slots", "trainyard.queue.reconciler"}
+    reached = {t for m in queue for t in graph[m]}
+    assert not {t for t in reached if t.startswith(("trainyard.scheduler", "trainyard.worker", "trainyard.cli"))}
+
+
+def _closure(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for other in graph[todo.pop()]:
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
+def test_submit_can_reach_no_worker_code_in_the_source() -> None:
+    """Every trainyard module ``trainyard.scheduler.submit`` may import, at any depth and inside any
+    function, is below the workers: sending a slot does not need them."""
+    closure = _closure(GRAPH, "trainyard.scheduler.operations")
+    assert "trainyard.queue.slots" in closure
+    assert (
+        sorted(m for m in closure if m.startswith(("trainyard.worker", "trainyard.cli", "trainyard.dashboard"))) == []
+    )
+
+
+def test_a_real_submit_loads_neither_worker_code_nor_celery(tmp_path: Path) -> None:
+    """What ``trainyard submit`` really imports: a spec validated (TensorFlow), stored and its slot sent
+    on the embedded broker, in a fresh process; then no ``trainyard.worker`` and no ``celery`` module
+    is loaded (kombu is: it carries the message)."""
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text(
+        "name: mlp\ndata: {source: 'builtin:diabetes'}\ninputs: [age, sex, bmi]\n"
+        "layers: [{type: Dense, units: 2}]\noutputs: {y: {target: target}}\ntraining: {epochs: 1}\n"
+    )
+    code = (
+        "import sys, trainyard\n"
+        "from trainyard.queue import queue_size\n"
+        f"(job,) = trainyard.submit([{str(spec)!r}])\n"
+        "assert queue_size() == 1, 'the slot was not sent'\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('trainyard.worker', 'celery')) or m == 'celery')\n"
+        "assert 'kombu' in sys.modules\n"
+        "print(loaded)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+    env.update(TRAINYARD_HOME=str(tmp_path / "home"), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -89,11 +89,6 @@ class Settings:
             backup_seconds=_float_env(env, "TRAINYARD_BACKUP_SECONDS", defaults.BACKUP_INTERVAL_SECONDS),
         )
 
-    @property
-    def embedded_broker(self) -> bool:
-        """True when no broker server is configured and the SQLite-file broker is used."""
-        return self.broker_url.startswith("sqla+")
-
     def ensure_home(self) -> None:
         """Create the home folder (and the artifact root) if they are missing."""
         self.home.mkdir(parents=True, exist_ok=True)

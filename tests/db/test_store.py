@@ -470,6 +470,78 @@ def test_mark_dispatched(store: Store) -> None:
     assert store.get_job(b.id).dispatched_at is None
 
 
+def test_count_jobs_counts_one_state(store: Store) -> None:
+    *_, last = store.add_jobs([doc("a"), doc("b"), doc("c")])
+    store.request_cancel(last.id)
+    store.claim_next("w1/1")
+
+    assert (store.count_jobs(JobState.QUEUED), store.count_jobs("running"), store.count_jobs("cancelled")) == (1, 1, 1)
+    assert store.count_jobs(JobState.SUCCEEDED) == 0
+
+
+def test_redispatch_candidates_never_dispatched_oldest_first_then_oldest_dispatch(store: Store) -> None:
+    now = utcnow()
+    older_new = store.add_jobs([doc("older")])[0].id  # two submits: two creation times
+    newer_new = store.add_jobs([doc("newer")])[0].id
+    late, early, recent = (j.id for j in store.add_jobs([doc("late"), doc("early"), doc("recent")]))
+    store.mark_dispatched([late], at=now - timedelta(minutes=5))
+    store.mark_dispatched([early], at=now - timedelta(minutes=10))
+    store.mark_dispatched([recent], at=now - timedelta(seconds=1))  # its message may still be on its way
+    busy = store.add_jobs([doc("busy")], priority=9)[0].id
+    store.mark_dispatched([busy], at=now - timedelta(minutes=20))
+    assert store.claim_next("w1/1").id == busy  # running: its slot was used
+    store.request_cancel(store.add_jobs([doc("cancelled")])[0].id)  # never dispatched, but not queued
+    cutoff = now - timedelta(seconds=30)
+
+    assert store.redispatch_candidates(10, dispatched_by=cutoff) == [older_new, newer_new, early, late]
+    assert store.redispatch_candidates(3, dispatched_by=cutoff) == [older_new, newer_new, early]
+    assert store.redispatch_candidates(1, dispatched_by=cutoff) == [older_new]
+    assert store.redispatch_candidates(0, dispatched_by=cutoff) == []
+    assert store.redispatch_candidates(10, dispatched_by=now) == [older_new, newer_new, early, late, recent]
+
+
+def test_a_requeued_or_handed_back_job_counts_as_never_dispatched(store: Store) -> None:
+    first, second = store.add_jobs([doc("first"), doc("second")])
+    store.mark_dispatched([first.id, second.id], at=utcnow() - timedelta(minutes=10))
+    claimed = store.claim_next("w1/1")
+    assert claimed is not None and claimed.id == first.id
+    store.release(first.id, "w1/1")  # worker shutdown: no slot left for it in the broker
+
+    assert store.redispatch_candidates(1, dispatched_by=utcnow()) == [first.id]
+
+
+def test_running_job_ids_of_one_node_read_its_owners_exactly(store: Store) -> None:
+    def claim(owner: str) -> int:
+        store.add_jobs([doc(owner)])
+        job = store.claim_next(owner)
+        assert job is not None
+        return job.id
+
+    mine = [claim("gpu_1@box/101"), claim("gpu_1@box/102")]
+    claim("gpu_10@box/103")  # another node whose name starts with this one's
+    claim("gpuX1@box/104")  # "_" is a LIKE wildcard: it must not match "X"
+    claim("GPU_1@box/105")  # SQLite's LIKE ignores ASCII case; node names do not
+    claim("gpu_1@box")  # not an owner of the <node>/<pid> form
+    nested = claim("gpu_1@box/sub/106")  # the node of this owner is "gpu_1@box/sub"
+    finished = claim("gpu_1@box/107")
+    store.finish(finished, "gpu_1@box/107", JobState.SUCCEEDED)
+    store.add_jobs([doc("queued")])
+
+    assert store.running_job_ids("gpu_1@box") == mine[::-1]  # newest first
+    assert store.running_job_ids("gpu_1@box/sub") == [nested]
+    assert store.running_job_ids("nobody@box") == []
+
+
+def test_owner_format_is_made_and_read_by_one_pair_of_functions() -> None:
+    from trainyard.db.records import make_owner, owner_node
+
+    assert make_owner("trainyard@gpu-box", 4242) == "trainyard@gpu-box/4242"
+    assert owner_node(make_owner("trainyard@gpu-box", 4242)) == "trainyard@gpu-box"
+    assert owner_node(make_owner("a/b", 1)) == "a/b"
+    for other in (None, "", "alpha", "w1/", "/12", "w1/x"):
+        assert owner_node(other) is None, other
+
+
 # ---------------------------------------------------------------- workers
 
 
@@ -511,6 +583,72 @@ def test_the_migrations_create_exactly_the_models(store: Store, db_url: str) -> 
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert context.get_current_revision() == head_revision() == SCHEMA_REVISION
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_a_database_at_the_first_schema_is_upgraded_keeping_its_jobs(db_url: str) -> None:
+    from alembic import command
+
+    from trainyard.db import engine
+
+    engines = engine.engines_for(db_url)
+    with engines.write.begin() as conn:
+        command.upgrade(engine._alembic_config(conn), "0001")  # as trainyard 0.1 left it
+        conn.execute(
+            sa.text("INSERT INTO specs (id, name, content_hash, document, created_at) VALUES (1, 'a', 'h', '{}', :t)"),
+            {"t": utcnow().replace(tzinfo=None)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO jobs (spec_id, name, state, priority, attempts, max_attempts, epochs_total, epochs_done,"
+                " created_at, updated_at, cancel_requested, val_mse, test_mse)"
+                " VALUES (1, 'a', 'queued', 0, 0, 3, 5, 0, :t, :t, false, '{}', '{}')"
+            ),
+            {"t": utcnow().replace(tzinfo=None)},
+        )
+    engine.dispose_all()
+
+    store = Store.open(db_url)
+
+    assert engine.current_revision(engine.engines_for(db_url)) == engine.head_revision()
+    (job,) = store.list_jobs()
+    assert (job.name, job.state, job.epochs_total) == ("a", JobState.QUEUED, 5)
+    assert store.redispatch_candidates(5, dispatched_by=utcnow()) == [job.id]
+    with engine.engines_for(db_url).read.connect() as conn:
+        indexes = {index["name"] for index in sa.inspect(conn).get_indexes("jobs")}
+    assert "ix_jobs_state_dispatched" in indexes
+
+
+def test_the_reconciler_and_heartbeat_queries_search_an_index_and_sort_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On SQLite, whose planner says it plainly: every query of ``count_jobs``, ``redispatch_candidates``
+    and ``running_job_ids`` searches an index (no scan of the jobs table) and sorts nothing (no
+    temporary B-tree), so its cost does not grow with the queue (``benchmarks/reconcile_pass.py``)."""
+    import sqlite3
+
+    from trainyard.db import engine
+
+    path = tmp_path / "plans.sqlite"
+    store = Store.open(f"sqlite:///{path}")
+    jobs = store.add_jobs([doc(f"j{i}") for i in range(50)])
+    store.mark_dispatched([j.id for j in jobs[:40]], at=utcnow() - timedelta(minutes=1))
+    statements: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):  # type: ignore[no-untyped-def]
+        statements.append((statement, parameters))
+
+    read = engine.engines_for(store.url).read
+    sa.event.listen(read, "before_cursor_execute", capture)
+    try:
+        store.count_jobs(JobState.QUEUED)
+        store.redispatch_candidates(20, dispatched_by=utcnow())  # 10 never dispatched, then 10 dispatched
+        store.running_job_ids("w1@box")
+    finally:
+        sa.event.remove(read, "before_cursor_execute", capture)
+    queries = [(q, params) for q, params in statements if "FROM jobs" in q]
+    assert len(queries) == 4
+    with sqlite3.connect(path) as conn:
+        for query, params in queries:
+            plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", params)]
+            assert all(step.startswith("SEARCH jobs USING") for step in plan), (query, plan)
 
 
 def test_opening_again_is_a_no_op_and_keeps_the_data(store: Store, db_url: str) -> None:

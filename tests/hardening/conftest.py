@@ -1,5 +1,5 @@
-"""Hardening fixtures: the worker tests' helpers (fast leases, real worker processes) and a private
-``redis-server`` that a test may stop and start (never the shared one)."""
+"""Hardening fixtures: a private ``redis-server`` that a test may stop and start (never the shared
+one). The worker fixtures (``env``, ``start_worker``) come from ``tests/worker_fixtures.py``."""
 
 from __future__ import annotations
 
@@ -7,43 +7,11 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "worker"))
-
-from worker_support import FAST
-
-from trainyard.worker.local import LocalWorker
-
-
-@pytest.fixture
-def env(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The environment of this test and of the workers it starts (fast leases, temp home)."""
-    for key, value in FAST.items():
-        monkeypatch.setenv(key, value)
-    return dict(os.environ)
-
-
-@pytest.fixture
-def start_worker(home: Path) -> Iterator[object]:
-    """``start_worker(name, env)`` starts a real Celery worker; all are stopped after the test."""
-    started: list[LocalWorker] = []
-
-    def start(name: str, env: dict[str, str], concurrency: int = 1, wrap: list[str] | None = None) -> LocalWorker:
-        worker = LocalWorker(f"{name}@%h", home / "logs" / f"{name}.log", concurrency=concurrency, env=env)
-        if wrap:
-            worker.argv = [*wrap, *worker.argv]
-        started.append(worker.start())
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop(timeout=30)
 
 
 def free_port() -> int:

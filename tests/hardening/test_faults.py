@@ -2,7 +2,7 @@
 connections, a full or unwritable disk, and a job that kills its own process every time.
 
 Real worker processes (``celery -A trainyard.worker worker``) with short leases
-(``worker_support.FAST``); never a timing assertion, only generous bounds on waits.
+(``worker_fixtures.FAST``); never a timing assertion, only generous bounds on waits.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from worker_support import write_spec
+from worker_fixtures import send_pickle_slot, write_spec
 
 from trainyard.cli import main
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.errors import BrokerError
 from trainyard.scheduler import operations
-from trainyard.worker import broker
 from trainyard.worker.local import LocalWorker, wait_until
 
 pytestmark = pytest.mark.slow
@@ -181,16 +180,6 @@ def test_a_full_or_unwritable_artifact_disk_fails_the_job_with_the_reason_and_th
 OUTAGE_SECONDS = 30.0
 
 
-class Evil:
-    """Unpickling this creates ``marker``: proof that a worker deserialized pickle."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> Any:
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
     tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, private_redis: Any, start_worker: Any
 ) -> None:
@@ -226,10 +215,7 @@ def test_redis_stopped_for_30_s_while_jobs_are_queued_and_running(
 
     # A pickle message on this broker is refused, never loaded.
     marker = tmp_path / "pickle-was-loaded"
-    from trainyard.worker.app import TRAIN_NEXT, app
-
-    with broker.connection(settings.broker_url) as conn, conn.Producer() as producer:
-        app.send_task(TRAIN_NEXT, args=[Evil(marker)], queue="trainyard", producer=producer, serializer="pickle")
+    send_pickle_slot(settings, marker)
     assert wait_until(lambda: "untrusted content" in "".join(w.log_tail(2000) for w in workers), 60)
     assert not marker.exists()
 

@@ -358,7 +358,7 @@ def test_a_broker_password_never_reaches_the_screen(home: Path, monkeypatch: pyt
     assert reconciled.stderr.count("\n") == 1
     outputs.append(reconciled.output)
     with pytest.raises(BrokerError) as unreachable:
-        from trainyard.worker.dispatch import check_broker
+        from trainyard.queue import check_broker
 
         check_broker(Settings.from_env())
     outputs.append(str(unreachable.value))

@@ -107,7 +107,7 @@ def test_submit_prints_one_line_per_job_by_default(store_url: str) -> None:
 
 def test_submit_dispatches_one_broker_message_per_job(store_url: str) -> None:
     from trainyard.config import Settings
-    from trainyard.worker.broker import queue_size
+    from trainyard.queue import queue_size
 
     jobs = json.loads(ok("submit", MLP, MLP, "--json").stdout)
 

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker_support import write_spec
+from worker_fixtures import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.errors import BrokerError
+from trainyard.queue import check_broker, transport
 from trainyard.scheduler import operations
-from trainyard.worker import broker
-from trainyard.worker.dispatch import check_broker
 from trainyard.worker.local import wait_until
 
 PASSWORD = "tls-s3cret"
@@ -157,7 +156,7 @@ def test_a_worker_trains_over_tls_with_a_password(
     settings = Settings.from_env()
     store = Store.open(settings.db_url)
     (job,) = operations.submit([write_spec(tmp_path, "tls", epochs=2)], settings=settings)
-    assert broker.queue_size(settings) == 1
+    assert transport.queue_size(settings) == 1
     worker = start_worker("tls", {**env, "TRAINYARD_BROKER_URL": settings.broker_url})
     assert wait_until(lambda: store.get_job(job.id).state.is_finished, 240), worker.log_tail(60)
     assert store.get_job(job.id).state is JobState.SUCCEEDED

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from worker_support import write_spec
+from worker_fixtures import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store, Submission, utcnow
-from trainyard.scheduler.reconciler import reconcile
+from trainyard.queue import reconcile, transport
 from trainyard.specs import data_fingerprint, load_data, load_spec
-from trainyard.worker import broker, child, runner
+from trainyard.worker import child, runner
 
 pytestmark = pytest.mark.slow
 
@@ -158,7 +158,7 @@ def test_shutdown_hands_the_job_back_with_a_fresh_message(
     job = store.get_job(job_id)
     assert state is None
     assert job.state is JobState.QUEUED and job.attempts == 0  # handing back uses no attempt
-    assert job.dispatched_at is None and broker.queue_size(settings) == 0
+    assert job.dispatched_at is None and transport.queue_size(settings) == 0
     assert reconcile(store, settings).redispatched == (job_id,)  # any reconciler pass sends its slot
 
 

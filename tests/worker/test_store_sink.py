@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker_support import write_spec
+from worker_fixtures import write_spec
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store

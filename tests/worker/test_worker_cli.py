@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -10,23 +11,42 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from worker_support import write_spec
+from worker_fixtures import write_spec
 
 from trainyard.cli import main
 from trainyard.config import Settings
 from trainyard.db import JobState, Store
 from trainyard.display import format_mse
-from trainyard.worker import broker
+from trainyard.queue import transport
 
 
-def test_worker_dry_run_prints_the_plan_and_the_celery_command(env: dict[str, str]) -> None:
+def test_worker_dry_run_prints_the_plan_and_the_celery_command(
+    env: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU on any host: the CPU plan, whatever this machine has
     result = CliRunner().invoke(main, ["worker", "--dry-run", "-n", "gpu-box@%h", "-c", "2", "--", "--without-gossip"])
     assert result.exit_code == 0, result.output
-    assert "trainyard worker gpu-box@%h" in result.output
-    assert "2 CPU training process(es)" in result.output or "GPU" in result.output
-    assert "celery -A trainyard.worker worker -n gpu-box@%h -c 2 -P prefork -Q trainyard" in result.output
-    assert "--without-gossip" in result.output
-    assert "broker:    sqla+sqlite:///" in result.output
+    assert result.stdout.splitlines() == [
+        f"trainyard worker gpu-box@%h: no GPU found: 2 CPU training processes ({os.cpu_count()} cores)",
+        f"  broker:    sqla+sqlite:///{settings.home / 'broker.sqlite'}",
+        f"  store:     sqlite:///{settings.home / 'trainyard.sqlite'}",
+        f"  artifacts: {settings.artifact_root}",
+        "  celery:    celery -A trainyard.worker worker -n gpu-box@%h -c 2 -P prefork -Q trainyard --loglevel INFO"
+        " --without-gossip",
+    ]
+
+
+def test_worker_per_gpu_without_two_gpus_says_it_is_ignored(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    result = CliRunner().invoke(main, ["worker", "--dry-run", "--per-gpu", "-c", "1", "-n", "w@h"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "--per-gpu: needs two GPUs or more, 0 found; ignored\n"
+    assert (
+        result.stdout.splitlines()[0]
+        == f"trainyard worker w@h: no GPU found: one CPU training process ({os.cpu_count()} cores)"
+    )
 
 
 def test_worker_refuses_an_unreachable_broker_naming_it_without_password(
@@ -44,7 +64,7 @@ def test_reconcile_sends_the_missing_slots(env: dict[str, str], settings: Settin
     result = CliRunner().invoke(main, ["reconcile"])
     assert result.exit_code == 0, result.output
     assert f"re-dispatched {ids[0]}, {ids[1]}" in result.output
-    assert broker.queue_size(settings) == 2
+    assert transport.queue_size(settings) == 2
 
 
 @pytest.mark.slow

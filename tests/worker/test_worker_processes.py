@@ -1,23 +1,28 @@
 """Real ``celery -A trainyard.worker worker`` processes, on the embedded broker and on Redis + PostgreSQL.
 
-Each worker start costs seconds of TensorFlow import, so each test walks through several scenarios
-with the same workers. Leases are 3 s, reconciler passes 1 s apart (``worker_support.FAST``).
+Every slot here is sent by the plain kombu producer of ``trainyard.queue.slots`` (``submit`` and the
+reconciler): the workers train what it sends. One test per behaviour; since each worker start costs
+seconds of TensorFlow import, the tests of a broker share its workers (module-scoped ``yard`` and
+``cluster``), each test submitting jobs of its own. Leases are 3 s, reconciler passes 1 s apart
+(``worker_fixtures.FAST``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
-from worker_support import write_spec
+from worker_fixtures import FAST, send_pickle_slot, write_spec
 
 from trainyard.config import Settings
-from trainyard.db import JobState, Store
+from trainyard.db import JobRecord, JobState, Store
+from trainyard.queue import send_slots, transport
 from trainyard.scheduler import operations
-from trainyard.worker import broker
-from trainyard.worker.dispatch import send_slots
 from trainyard.worker.local import LocalWorker, wait_until
 
 pytestmark = pytest.mark.slow
@@ -26,158 +31,218 @@ pytestmark = pytest.mark.slow
 WAIT = 240.0
 
 
-def _submit(folder: Path, name: str, settings: Settings, priority: int = 0, **spec: Any) -> int:
-    (job,) = operations.submit([write_spec(folder, name, **spec)], priority=priority, settings=settings)
-    return job.id
+@dataclass
+class Yard:
+    """A store, a broker and the workers on them, shared by the tests of one module."""
+
+    settings: Settings
+    env: dict[str, str]
+    store: Store
+    folder: Path
+    workers: dict[str, LocalWorker] = field(default_factory=dict)
+    early: dict[str, int] = field(default_factory=dict)  # jobs queued before the first worker started
+
+    def submit(self, name: str, priority: int = 0, **spec: Any) -> int:
+        (job,) = operations.submit([write_spec(self.folder, name, **spec)], priority=priority, settings=self.settings)
+        return job.id
+
+    def start(self, name: str) -> LocalWorker:
+        worker = LocalWorker(f"{name}@%h", self.settings.home / "logs" / f"{name}.log", env=self.env).start()
+        self.workers[name] = worker
+        return worker
+
+    def alive(self) -> list[LocalWorker]:
+        return [w for w in self.workers.values() if w.alive()]
+
+    def logs(self) -> str:
+        return "".join(w.log_tail(2000) for w in self.workers.values())
+
+    def finished(self, ids: list[int]) -> list[JobRecord]:
+        done = wait_until(lambda: all(j.state.is_finished for j in self.store.get_jobs(ids)), WAIT)
+        jobs = self.store.get_jobs(ids)
+        assert done, (jobs, "\n".join(w.log_tail(60) for w in self.workers.values()))
+        return jobs
+
+    def epochs_done(self, job_id: int, epochs: int) -> JobRecord:
+        assert wait_until(lambda: self.store.get_job(job_id).epochs_done >= epochs, WAIT), self.store.get_job(job_id)
+        return self.store.get_job(job_id)
+
+    def epochs(self, job_id: int) -> list[int]:
+        return [e.epoch for e in self.store.epochs(job_id)]
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop(timeout=30)
 
 
-def _wait_finished(store: Store, ids: list[int], worker_logs: list[LocalWorker]) -> list[Any]:
-    finished = wait_until(lambda: all(j.state.is_finished for j in store.get_jobs(ids)), WAIT)
-    jobs = store.get_jobs(ids)
-    assert finished, (jobs, "\n".join(w.log_tail(60) for w in worker_logs))
-    return jobs
-
-
-def _wait_epochs(store: Store, job_id: int, epochs: int) -> Any:
-    assert wait_until(lambda: store.get_job(job_id).epochs_done >= epochs, WAIT), store.get_job(job_id)
-    return store.get_job(job_id)
-
-
-def _epochs(store: Store, job_id: int) -> list[int]:
-    return [e.epoch for e in store.epochs(job_id)]
+def _yard(folder: Path, **urls: str) -> Yard:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+    env.update(FAST, TRAINYARD_HOME=str(folder / "home"), **urls)
+    settings = Settings.from_env(env)
+    return Yard(settings, env, Store.open(settings.db_url), folder)
 
 
 def _maps(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
 
-class Evil:
-    """Unpickling this creates ``marker``: proof that a worker deserialized pickle."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> Any:
-        return (os.system, (f"touch {self.marker}",))
+# ---------------------------------------------------------------- the embedded broker, one worker
 
 
-def _send_pickle(settings: Settings, marker: Path) -> None:
-    from trainyard.worker.app import TRAIN_NEXT, app
+@pytest.fixture(scope="module")
+def yard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Yard]:
+    """The embedded broker and worker ``w1``, started once three jobs wait (priorities 0, 5 and 1)."""
+    yard = _yard(tmp_path_factory.mktemp("embedded"))
+    yard.early = {
+        "low": yard.submit("low", priority=0),
+        "high": yard.submit("high", priority=5),
+        "diverges": yard.submit("diverges", priority=1, lr=1e12),
+    }
+    yard.start("w1")
+    try:
+        yield yard
+    finally:
+        yard.stop()
 
-    with broker.connection(settings.broker_url) as conn, conn.Producer() as producer:
-        app.send_task(TRAIN_NEXT, args=[Evil(marker)], queue="trainyard", producer=producer, serializer="pickle")
 
-
-def test_embedded_broker_priorities_duplicates_pickle_divergence_and_graceful_handback(
-    tmp_path: Path, env: dict[str, str], settings: Settings, start_worker: Any
-) -> None:
-    store = Store.open(settings.db_url)
-    low = _submit(tmp_path, "low", settings, priority=0)
-    high = _submit(tmp_path, "high", settings, priority=5)
-    nan = _submit(tmp_path, "diverges", settings, priority=1, lr=1e12)
-    marker = tmp_path / "pickle-was-loaded"
-    _send_pickle(settings, marker)
-
-    w1 = start_worker("w1", env)
-    jobs = {j.id: j for j in _wait_finished(store, [low, high, nan], [w1])}
-
-    # Priorities: all three were queued before the worker started; the highest ran first.
-    assert sorted(jobs, key=lambda i: jobs[i].started_at) == [high, nan, low]
-    for job_id in (low, high):
+def test_the_highest_priority_job_waiting_runs_first_and_each_is_trained_once(yard: Yard) -> None:
+    early = yard.early
+    jobs = {j.id: j for j in yard.finished(list(early.values()))}
+    assert sorted(jobs, key=lambda i: jobs[i].started_at) == [early["high"], early["diverges"], early["low"]]
+    for job_id in (early["low"], early["high"]):
         job = jobs[job_id]
         assert job.state is JobState.SUCCEEDED, (job.state, job.error)
-        assert job.attempts == 1 and _epochs(store, job_id) == [1, 2]
+        assert job.attempts == 1 and yard.epochs(job_id) == [1, 2]
         assert set(job.test_mse) == {"y"} and Path(job.model_path or "").is_file()
-    assert jobs[nan].state is JobState.FAILED and "epoch 1" in (jobs[nan].error or "")
 
-    # JSON only: the pickle message was refused, never loaded.
+
+def test_a_diverging_job_fails_naming_its_epoch(yard: Yard) -> None:
+    (job,) = yard.finished([yard.early["diverges"]])
+    assert job.state is JobState.FAILED and "epoch 1: loss is" in (job.error or ""), (job.state, job.error)
+
+
+def test_a_pickle_message_is_refused_never_loaded(yard: Yard, tmp_path: Path) -> None:
+    marker = tmp_path / "pickle-was-loaded"
+    refused = yard.logs().count("untrusted content")
+    send_pickle_slot(yard.settings, marker)
+    assert wait_until(lambda: yard.logs().count("untrusted content") > refused, 60), yard.logs()[-3000:]
     assert not marker.exists()
-    assert wait_until(lambda: "untrusted content" in w1.log_tail(400), 30), w1.log_tail(60)
 
-    # TensorFlow lives in the pool child, never in the worker's parent process.
-    import psutil
 
-    children = psutil.Process(w1.pid).children()
-    assert children and all("tensorflow" in _maps(c.pid) for c in children)
-    assert "tensorflow" not in _maps(w1.pid)
+def test_tensorflow_lives_in_the_pool_children_never_in_the_parent(yard: Yard) -> None:
+    (worker,) = yard.alive()
 
-    # The same message delivered twice: the job is not trained again.
-    send_slots([high, high], settings)
-    assert wait_until(lambda: broker.queue_size(settings) == 0 and w1.log_tail(400).count("nothing to claim") >= 2, 60)
-    again = store.get_job(high)
-    assert again.attempts == 1 and _epochs(store, high) == [1, 2]
+    def children_have_tensorflow() -> bool:
+        children = psutil.Process(worker.pid).children()
+        return bool(children) and all("tensorflow" in _maps(c.pid) for c in children)
 
-    # SIGTERM while training: the job is handed back (no attempt used), and another worker resumes it.
-    long = _submit(tmp_path, "long", settings, epochs=150, batch_size=2)
-    _wait_epochs(store, long, 2)
-    assert w1.stop() == 0
-    handed = store.get_job(long)
+    assert wait_until(children_have_tensorflow, WAIT), worker.log_tail(60)
+    assert "tensorflow" not in _maps(worker.pid)
+
+
+def test_the_same_message_delivered_twice_trains_nothing_again(yard: Yard) -> None:
+    (done,) = yard.finished([yard.submit("once")])
+    assert done.state is JobState.SUCCEEDED, (done.state, done.error)
+    unclaimed = yard.logs().count("nothing to claim")
+
+    send_slots([done.id, done.id], yard.settings)
+
+    assert wait_until(
+        lambda: transport.queue_size(yard.settings) == 0 and yard.logs().count("nothing to claim") >= unclaimed + 2, 60
+    ), yard.logs()[-3000:]
+    again = yard.store.get_job(done.id)
+    assert again.attempts == 1 and yard.epochs(done.id) == [1, 2]
+
+
+def test_sigterm_hands_a_running_job_back_and_the_next_worker_resumes_it(yard: Yard) -> None:
+    (stopping,) = yard.alive()
+    long = yard.submit("long", epochs=150, batch_size=2)
+    yard.epochs_done(long, 2)
+
+    assert stopping.stop() == 0
+    handed = yard.store.get_job(long)
     assert handed.state is JobState.QUEUED and handed.attempts == 0 and handed.epochs_done >= 2, handed
-    assert any(w.name.startswith("w1@") and w.state.value == "stopped" for w in store.list_workers())
-    w2 = start_worker("w2", env)
-    (done,) = _wait_finished(store, [long], [w2])
+    assert any(w.name.startswith("w1@") and w.state.value == "stopped" for w in yard.store.list_workers())
+
+    after = yard.start("w2")  # the reconciler of this worker sends the slot the stopping one did not
+    (done,) = yard.finished([long])
     assert done.state is JobState.SUCCEEDED and done.attempts == 1, (done.state, done.attempts, done.error)
-    assert _epochs(store, long) == list(range(1, 151))
-    assert "resumed after epoch" in w2.log_tail(400)
+    assert yard.epochs(long) == list(range(1, 151))
+    assert "resumed after epoch" in after.log_tail(400)
+
+
+# ---------------------------------------------------------------- Redis and PostgreSQL, two workers
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, module_redis_url: str, module_pg_url: str) -> Iterator[Yard]:
+    """Workers ``w1`` and ``w2`` on one Redis queue and one PostgreSQL store, started after the
+    broker lost the slots of four queued jobs."""
+    yard = _yard(
+        tmp_path_factory.mktemp("cluster"), TRAINYARD_BROKER_URL=module_redis_url, TRAINYARD_DB_URL=module_pg_url
+    )
+    lost = [yard.submit(f"short{i}") for i in range(4)]
+    assert transport.queue_size(yard.settings) == 4
+    # FLUSHDB of the test run's database: what FLUSHALL does to a broker, without touching other runs' data.
+    import redis
+
+    redis.Redis.from_url(module_redis_url).flushdb()
+    assert transport.queue_size(yard.settings) == 0
+    yard.early = {f"short{i}": job_id for i, job_id in enumerate(lost)}
+    yard.start("w1")
+    yard.start("w2")
+    try:
+        yield yard
+    finally:
+        yard.stop()
+        from trainyard.db.engine import dispose_all
+
+        dispose_all()  # before the database is dropped under our pooled connections
 
 
 @pytest.mark.redis
 @pytest.mark.postgres
-def test_two_workers_on_redis_and_postgres_survive_a_flush_a_kill_and_a_cancel(
-    tmp_path: Path,
-    env: dict[str, str],
-    redis_url: str,
-    pg_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    start_worker: Any,
-) -> None:
-    import redis
-
-    monkeypatch.setenv("TRAINYARD_BROKER_URL", redis_url)
-    monkeypatch.setenv("TRAINYARD_DB_URL", pg_url)
-    env = dict(os.environ)
-    settings = Settings.from_env()
-    store = Store.open(settings.db_url)
-
-    # Jobs queued, then every message lost: the workers' reconcilers send them again.
-    short = [_submit(tmp_path, f"short{i}", settings) for i in range(4)]
-    assert broker.queue_size(settings) == 4
-    # FLUSHDB of the test's database: what FLUSHALL does to a broker, without touching other tests' data.
-    redis.Redis.from_url(redis_url).flushdb()
-    assert broker.queue_size(settings) == 0
-
-    w1 = start_worker("w1", env)
-    w2 = start_worker("w2", env)
-    workers = {"w1": w1, "w2": w2}
-    for job in _wait_finished(store, short, [w1, w2]):
+def test_slots_lost_by_the_broker_are_sent_again_and_each_job_trains_once(cluster: Yard) -> None:
+    for job in cluster.finished(list(cluster.early.values())):
         assert job.state is JobState.SUCCEEDED and job.attempts == 1, (job.state, job.attempts, job.error)
-        assert _epochs(store, job.id) == [1, 2]  # two workers, one queue, one store: each job once
-    assert wait_until(lambda: {w.name.split("@")[0] for w in store.list_workers()} >= {"w1", "w2"}, 30)
+        assert cluster.epochs(job.id) == [1, 2]  # two workers, one queue, one store: each job once
 
-    # kill -9 of the worker training a job: it resumes on the other worker, every epoch stored once.
-    long = _submit(tmp_path, "long", settings, epochs=150, batch_size=2)
-    running = _wait_epochs(store, long, 2)
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_worker_killed_mid_training_loses_nothing_the_other_resumes_its_job(cluster: Yard) -> None:
+    assert len(cluster.alive()) == 2
+    long = cluster.submit("long", epochs=150, batch_size=2)
+    running = cluster.epochs_done(long, 2)
     victim = (running.lease_owner or "").split("@")[0]
-    survivor = workers["w2" if victim == "w1" else "w1"]
-    workers[victim].kill()
-    (done,) = _wait_finished(store, [long], [survivor])
+    survivor = next(w for name, w in cluster.workers.items() if name != victim and w.alive())
+
+    cluster.workers[victim].kill()
+
+    (done,) = cluster.finished([long])
     assert done.state is JobState.SUCCEEDED and done.attempts == 2, (done.state, done.attempts, done.error)
     assert (done.lease_owner or "").split("@")[0] != victim
-    assert _epochs(store, long) == list(range(1, 151))
+    assert cluster.epochs(long) == list(range(1, 151))
     assert "resumed after epoch" in survivor.log_tail(400)
 
-    # Cancel of a running job: it ends cancelled and the worker takes the next job.
-    doomed = _submit(tmp_path, "doomed", settings, epochs=5000, batch_size=2)
-    _wait_epochs(store, doomed, 1)
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_cancelled_running_job_ends_cancelled_and_its_worker_takes_the_next(cluster: Yard) -> None:
+    doomed = cluster.submit("doomed", epochs=5000, batch_size=2)
+    cluster.epochs_done(doomed, 1)
     # The dashboard sees the worker busy with it (parent-process heartbeat).
     assert wait_until(
-        lambda: any(w.current_job_id == doomed and w.state.value == "busy" for w in store.list_workers()), 60
+        lambda: any(w.current_job_id == doomed and w.state.value == "busy" for w in cluster.store.list_workers()), 60
     )
-    operations.cancel([doomed], settings=settings)
-    after = _submit(tmp_path, "after", settings)
-    cancelled, finished = _wait_finished(store, [doomed, after], [survivor])
+    operations.cancel([doomed], settings=cluster.settings)
+    after = cluster.submit("after")
+    cancelled, finished = cluster.finished([doomed, after])
     assert cancelled.state is JobState.CANCELLED and cancelled.epochs_done < 5000
     assert finished.state is JobState.SUCCEEDED
+
+
+# ---------------------------------------------------------------- several replicas in one process
 
 
 def test_multi_replica_worker_matches_single_device_training(
@@ -191,7 +256,8 @@ def test_multi_replica_worker_matches_single_device_training(
     spec = write_spec(tmp_path, "mirrored", epochs=3, batch_size=16)
     (mirrored,) = operations.submit([spec], settings=settings)
     worker = start_worker("mirror", {**env, "TRAINYARD_LOGICAL_CPUS": "2"})
-    (done,) = _wait_finished(store, [mirrored.id], [worker])
+    assert wait_until(lambda: store.get_job(mirrored.id).state.is_finished, WAIT), worker.log_tail(60)
+    done = store.get_job(mirrored.id)
     assert done.state is JobState.SUCCEEDED, (done.state, done.error)
     assert "2 replicas (MirroredStrategy)" in worker.log_tail(400)
     worker.stop()

@@ -1,9 +1,9 @@
 """``trainyard worker | run | reconcile``: training on this machine.
 
 ``trainyard worker`` is the friendly face of ``celery -A trainyard.worker worker``: it finds the
-GPUs, chooses pool and concurrency, prints the choice and runs the Celery worker in this process
-(any extra arguments after ``--`` go to Celery). ``trainyard run SPEC...`` is the one-command local
-experience: submit, train with a background worker, watch, summarise.
+GPUs, chooses how many training processes to run, prints the choice and runs the Celery worker in
+this process (any extra arguments after ``--`` go to Celery). ``trainyard run SPEC...`` is the
+one-command local experience: submit, train with a background worker, watch, summarise.
 """
 
 from __future__ import annotations
@@ -59,33 +59,24 @@ def worker(
 ) -> None:
     """Run a worker here: claim queued jobs and train them until stopped (Ctrl-C or SIGTERM hands
     a running job back to the queue)."""
+    import shlex
+
     from trainyard.config import redact_url
+    from trainyard.queue import check_broker
     from trainyard.worker import devices
-    from trainyard.worker.broker import check_broker
+    from trainyard.worker.command import celery_command, worker_args
 
     settings = _settings()
-    plan = devices.plan_worker(devices.detect_gpus(), per_gpu=per_gpu, concurrency=concurrency)
+    gpus = devices.detect_gpus()
+    plan = devices.plan_worker(gpus, per_gpu=per_gpu, concurrency=concurrency)
     if per_gpu and not plan.per_gpu:
-        click.echo("--per-gpu: fewer than two GPUs found, running one training process", err=True)
-    argv = [
-        "worker",
-        "-n",
-        name,
-        "-c",
-        str(plan.concurrency),
-        "-P",
-        plan.pool,
-        "-Q",
-        defaults.QUEUE,
-        "--loglevel",
-        loglevel,
-        *celery_args,
-    ]
+        click.echo(f"--per-gpu: needs two GPUs or more, {len(gpus)} found; ignored", err=True)
+    argv = worker_args(name, plan.concurrency, loglevel, celery_args)
     click.echo(f"trainyard worker {name}: {plan.describe()}")
     click.echo(f"  broker:    {redact_url(settings.broker_url)}")
     click.echo(f"  store:     {redact_url(settings.db_url)}")
     click.echo(f"  artifacts: {settings.artifact_root}")
-    click.echo(f"  celery:    celery -A trainyard.worker {' '.join(argv)}")
+    click.echo(f"  celery:    {shlex.join(celery_command(argv))}")
     if dry_run:
         return
     check_broker(settings)
@@ -109,7 +100,7 @@ def reconcile(loop: bool, interval: float | None) -> None:
     Every worker already does this every few seconds; this command is for operators (or cron).
     """
     from trainyard.db import Store
-    from trainyard.scheduler.reconciler import reconcile as reconcile_once
+    from trainyard.queue import reconcile as reconcile_once
 
     settings = _settings()
     store = Store.open(settings.db_url)
@@ -172,12 +163,15 @@ def run(
     settings = _settings()
     settings.ensure_home()
     console = Console(stderr=True, highlight=False)
-    plan = devices.plan_worker(devices.detect_gpus(), concurrency=concurrency)
+    gpus = devices.detect_gpus()
+    plan = devices.plan_worker(gpus, concurrency=concurrency)
+    if plan.concurrency > len(specs):  # no more training processes than jobs: each imports TensorFlow
+        plan = devices.plan_worker(gpus, concurrency=max(1, len(specs)))
     name = f"run-{os.getpid()}@%h"
     log_path = settings.home / "logs" / f"run-{os.getpid()}.log"
     env = {**os.environ, **plan.env}
     # Start the worker first: its TensorFlow import overlaps the validation of the specs.
-    local = LocalWorker(name, log_path, concurrency=min(plan.concurrency, max(1, len(specs))), env=env).start()
+    local = LocalWorker(name, log_path, concurrency=plan.concurrency, env=env).start()
     try:
         jobs = operations.submit(list(specs), overrides=overrides, priority=priority, settings=settings)
     except BaseException:

@@ -24,6 +24,7 @@ from trainyard.db.records import (
     WorkerState,
     isoformat,
     job_json,
+    owner_node,
     utcnow,
 )
 from trainyard.db.store import Store
@@ -251,17 +252,16 @@ def snapshot_reader(
 
 
 def _worker_of(job: JobRecord, workers: tuple[WorkerRecord, ...]) -> str | None:
-    """The worker training ``job``: the one naming it in its heartbeat, or the one whose name starts
-    the lease owner (a worker's pool processes own leases as ``<worker name>/<pid>``)."""
+    """The worker training ``job``: the one naming it in its heartbeat, or the worker of its lease owner
+    (a worker's pool processes own leases as ``<worker name>/<pid>``: ``records.make_owner``), else
+    the owner itself."""
     for worker in workers:
         if worker.current_job_id == job.id and worker.state is not WorkerState.STOPPED:
             return worker.name
-    owner = job.lease_owner
-    if owner:
-        for worker in workers:
-            if owner == worker.name or owner.startswith(worker.name + "/"):
-                return worker.name
-    return owner
+    node = owner_node(job.lease_owner)
+    if node is not None and any(worker.name == node for worker in workers):
+        return node
+    return job.lease_owner
 
 
 def job_duration(job: JobRecord) -> float | None:

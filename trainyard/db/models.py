@@ -105,6 +105,9 @@ class JobRow(Base):
         # `trainyard jobs --state S`: the newest jobs in a state, without sorting all of them.
         sa.Index("ix_jobs_state_id", "state", "id"),
         sa.Index("ix_jobs_spec_id", "spec_id"),
+        # the reconciler's slots to send: never-dispatched queued jobs oldest first, then the oldest
+        # dispatches (Store.redispatch_candidates), read in index order with a LIMIT.
+        sa.Index("ix_jobs_state_dispatched", "state", "dispatched_at", "created_at", "id"),
     )
 
 

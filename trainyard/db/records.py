@@ -167,7 +167,7 @@ class JobRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
-    lease_owner: str | None = None
+    lease_owner: str | None = None  # ``<node>/<pid>`` of the process holding it (make_owner)
     lease_expires_at: datetime | None = None
     cancel_requested: bool = False
     model_path: str | None = None
@@ -200,6 +200,25 @@ class JobRecord:
         if self.spec_document is None:
             return None
         return Submission.from_stored(self.spec_document, self.context)
+
+
+#: Between the worker node and the process id in a lease owner: ``<node>/<pid>``.
+OWNER_SEPARATOR = "/"
+
+
+def make_owner(node: str, pid: int) -> str:
+    """The lease owner of one training process: ``<node>/<pid>``, its worker's (Celery node) name and
+    its process id. Unique per living process, and names the worker: the dashboard shows a running
+    job under that worker, and the worker's heartbeat reports it as its current job."""
+    return f"{node}{OWNER_SEPARATOR}{pid}"
+
+
+def owner_node(owner: str | None) -> str | None:
+    """The worker node of a lease owner made by :func:`make_owner`; None for any other string."""
+    if not owner:
+        return None
+    node, separator, pid = owner.rpartition(OWNER_SEPARATOR)
+    return node if separator and node and pid.isdigit() else None
 
 
 @dataclass(frozen=True)

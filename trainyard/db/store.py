@@ -36,6 +36,7 @@ from trainyard import defaults
 from trainyard.db import engine as _engine
 from trainyard.db.models import EpochRow, JobRow, SpecRow, WorkerRow
 from trainyard.db.records import (
+    OWNER_SEPARATOR,
     EpochRecord,
     JobRecord,
     JobState,
@@ -44,6 +45,7 @@ from trainyard.db.records import (
     Submission,
     WorkerRecord,
     WorkerState,
+    owner_node,
     utcnow,
 )
 from trainyard.errors import InvalidTransition, JobNotFound, StoreError
@@ -384,7 +386,60 @@ class Store:
                 .execution_options(synchronize_session=False)
             )
 
+    def count_jobs(self, state: JobState | str) -> int:
+        """How many jobs are in ``state``: an index-only count, no row read."""
+        with self._session() as session:
+            query = sa.select(sa.func.count()).select_from(JobRow).where(JobRow.state == JobState(state))
+            return int(session.scalar(query) or 0)
+
+    def redispatch_candidates(self, limit: int, dispatched_by: datetime) -> list[int]:
+        """Ids of at most ``limit`` queued jobs the reconciler may send a slot for, best first.
+
+        First the queued jobs never dispatched (new ones, and requeued or handed-back ones, whose
+        ``dispatched_at`` is cleared), oldest job first; then those last dispatched at or before
+        ``dispatched_by``, oldest dispatch first (jobs dispatched later may still have their message on
+        its way). Each part is one index-ordered ``LIMIT`` query on ``(state, dispatched_at,
+        created_at, id)``: the cost is that of ``limit`` rows however many jobs are queued.
+        """
+        if limit <= 0:
+            return []
+        queued = JobRow.state == JobState.QUEUED
+        with self._session() as session:
+            ids = list(
+                session.scalars(
+                    sa.select(JobRow.id)
+                    .where(queued, JobRow.dispatched_at.is_(None))
+                    .order_by(JobRow.created_at, JobRow.id)
+                    .limit(limit)
+                )
+            )
+            if len(ids) < limit:
+                ids += session.scalars(
+                    sa.select(JobRow.id)
+                    .where(queued, JobRow.dispatched_at <= dispatched_by)
+                    .order_by(JobRow.dispatched_at, JobRow.created_at, JobRow.id)
+                    .limit(limit - len(ids))
+                )
+            return ids
+
     # ------------------------------------------------------------------ worker side
+
+    def running_job_ids(self, node: str) -> list[int]:
+        """Ids of the running jobs whose lease a process of worker ``node`` holds, newest first.
+
+        Owners are ``<node>/<pid>`` (:func:`~trainyard.db.records.make_owner`). One query over the
+        running jobs (the ``state`` index) with ``lease_owner LIKE '<node>/%'``; the owners found are
+        then read back with :func:`~trainyard.db.records.owner_node`, which is exact where ``LIKE``
+        is not (SQLite compares ASCII case-insensitively). Costs the same whatever the queue holds.
+        """
+        prefix = node + OWNER_SEPARATOR
+        with self._session() as session:
+            found = session.execute(
+                sa.select(JobRow.id, JobRow.lease_owner)
+                .where(JobRow.state == JobState.RUNNING, JobRow.lease_owner.startswith(prefix, autoescape=True))
+                .order_by(JobRow.id.desc())
+            ).all()
+        return [job_id for job_id, owner in found if owner_node(owner) == node]
 
     def claim_next(self, owner: str, lease_seconds: float = defaults.LEASE_SECONDS) -> JobRecord | None:
         """Claim the best queued job (highest priority, then oldest) for ``owner``, or None.

@@ -1,6 +1,7 @@
-"""The user-facing operations on jobs (``submit``, ``jobs``, ``show``, ``cancel``, ``retry``) and the reconciler.
+"""The user-facing operations on jobs (``submit``, ``jobs``, ``show``, ``cancel``, ``retry``).
 
-``import trainyard.scheduler`` imports neither TensorFlow nor Celery.
+``import trainyard.scheduler`` imports neither TensorFlow nor Celery; ``submit`` and ``retry`` send
+their slots through :mod:`trainyard.queue` (kombu only) and never load worker code.
 """
 
 from __future__ import annotations

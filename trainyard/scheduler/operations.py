@@ -1,8 +1,9 @@
 """What a user does with jobs: submit, list, show, cancel, retry. The CLI and the Python API call these.
 
 Every operation goes through the store (the one source of truth); ``submit`` and ``retry`` then hand
-the jobs to the broker with :func:`trainyard.worker.dispatch.dispatch`. A job that is stored but whose
-message could not be sent is not lost: it stays ``queued`` and a worker's reconciler sends the slot later.
+the jobs to the broker with :func:`trainyard.queue.dispatch` (no worker code, no Celery). A job that is
+stored but whose message could not be sent is not lost: it stays ``queued`` and a worker's reconciler
+sends the slot later.
 
 Nothing here imports TensorFlow at import time; ``submit`` does when it validates the specs.
 """
@@ -185,7 +186,7 @@ def job_document(job: JobRecord, epochs: Sequence[EpochRecord]) -> dict[str, Any
 
 
 def _dispatch(store: Store, ids: list[int], settings: Settings) -> None:
-    from trainyard.worker.dispatch import dispatch
+    from trainyard.queue import dispatch
 
     try:
         dispatch(ids, settings, store=store)

@@ -2,21 +2,18 @@
 
 Configured from :class:`~trainyard.config.Settings` when this module is imported. The worker's
 parent process imports this module, so it must never import TensorFlow, Keras or
-``trainyard.training`` (PITFALLS: TensorFlow is not fork-safe); pool children import them in
+``trainyard.training``'s TensorFlow (not fork-safe: tensorflow#27074, keras#12531); pool children import them in
 ``worker_process_init`` (see :mod:`trainyard.worker.child`).
 """
 
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
 
 from trainyard import defaults
 from trainyard.config import Settings
-from trainyard.worker import broker
-
-#: Name of the one task: "train the best queued job", a slot rather than a particular job.
-TRAIN_NEXT = "trainyard.train_next"
+from trainyard.queue import transport
+from trainyard.queue.slots import slot_queue
 
 
 def make_app(settings: Settings | None = None) -> Celery:
@@ -24,7 +21,7 @@ def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     app = Celery("trainyard", set_as_current=False)
     app.conf.update(
-        **broker.celery_conf(settings.broker_url),
+        **transport.celery_conf(settings.broker_url),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS,
         # JSON only: a pickle message could run arbitrary code in the worker.
@@ -41,11 +38,11 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_proc_alive_timeout=defaults.WORKER_PROC_ALIVE_TIMEOUT_SECONDS,
         task_default_queue=defaults.QUEUE,
-        task_queues=[Queue(defaults.QUEUE, routing_key=defaults.QUEUE)],
+        task_queues=[slot_queue()],  # the queue the plain producer of trainyard.queue.slots declares
         task_default_routing_key=defaults.QUEUE,
         task_track_started=False,
         # The embedded broker has no broadcast: no remote control, no gossip, no mingle.
-        worker_enable_remote_control=not broker.is_embedded(settings.broker_url),
+        worker_enable_remote_control=not transport.is_embedded(settings.broker_url),
         worker_hijack_root_logger=True,
         include=["trainyard.worker.tasks"],
     )

@@ -1,14 +1,19 @@
 """What a host can train on, found without importing TensorFlow, and how a worker uses it.
 
-The worker's parent process must not import TensorFlow (PITFALLS), so GPUs are listed with
+The worker's parent process must not import TensorFlow (it is not fork-safe once it has started
+threads or touched CUDA: tensorflow#27074, celery#3402), so GPUs are listed with
 ``nvidia-smi -L`` and filtered by ``CUDA_VISIBLE_DEVICES``. :func:`plan_worker` turns that into a
-pool, a concurrency and the GPUs each pool child sees:
+concurrency (the number of prefork pool processes, each training one job at a time) and the GPUs
+each pool child sees:
 
 * several GPUs, default: one pool process over all of them, training each job with
   ``MirroredStrategy`` (chosen by the training core);
 * several GPUs with ``per_gpu``: one pool process per GPU, each pinned with ``CUDA_VISIBLE_DEVICES``;
 * one GPU: one pool process, the training core's cheap single-device path;
-* no GPU: prefork with a few processes, since TensorFlow already spreads one training over cores.
+* no GPU: a few processes, since TensorFlow already spreads one training over cores.
+
+An explicit concurrency overrides the count, never the pinning; :meth:`WorkerPlan.describe` says
+what then really runs.
 """
 
 from __future__ import annotations
@@ -89,9 +94,8 @@ def detect_gpus(environ: Mapping[str, str] | None = None) -> list[Gpu]:
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """How ``trainyard worker`` runs: Celery pool, concurrency, and the GPUs of each pool child."""
+    """How ``trainyard worker`` runs: how many training processes, and the GPUs of each pool child."""
 
-    pool: str
     concurrency: int
     gpus: tuple[Gpu, ...]
     per_gpu: bool
@@ -107,20 +111,30 @@ class WorkerPlan:
         return env
 
     def describe(self) -> str:
-        """One line saying what was chosen and why, printed by ``trainyard worker``."""
+        """One line saying what will run, printed by ``trainyard worker``: how many training
+        processes, and on which devices each trains (pinned ones follow ``child._pin_gpu``:
+        pool process ``i`` gets GPU number ``i`` modulo the number of GPUs)."""
+        n = self.concurrency
         if not self.gpus:
-            return (
-                f"no GPU found: {self.concurrency} CPU training process(es) ({self.pool} pool, {self.cpu_count} cores)"
-            )
-        names = ", ".join(str(g) for g in self.gpus)
-        if self.per_gpu:
-            return f"{len(self.gpus)} GPU(s) [{names}]: one training process per GPU ({self.pool} pool)"
-        if len(self.gpus) == 1:
-            return f"1 GPU [{names}]: one training process, single-device training ({self.pool} pool)"
-        return (
-            f"{len(self.gpus)} GPUs [{names}]: one training process over all of them "
-            f"with MirroredStrategy ({self.pool} pool)"
-        )
+            return f"no GPU found: {_processes(n, 'CPU training')} ({self.cpu_count} cores)"
+        count = len(self.gpus)
+        found = f"{count} GPU{'s' if count > 1 else ''} [{', '.join(str(g) for g in self.gpus)}]"
+        if count == 1:
+            if n == 1:
+                return f"{found}: one training process, single-device training"
+            return f"{found}: {n} training processes sharing it, each with single-device training"
+        if not self.per_gpu:
+            if n == 1:
+                return f"{found}: one training process over all of them with MirroredStrategy"
+            return f"{found}: {n} training processes sharing all of them, each with MirroredStrategy over all {count}"
+        if n == count:
+            return f"{found}: one training process per GPU, each pinned to its own"
+        labels = [f"gpu:{g.index}" for g in self.gpus]
+        if n < count:
+            used, unused = ", ".join(labels[:n]), ", ".join(labels[n:])
+            return f"{found}: {_processes(n, 'training')} pinned to {used}; {unused} unused"
+        shares = ", ".join(f"{len(range(i, n, count))} on {label}" for i, label in enumerate(labels))
+        return f"{found}: {n} training processes pinned in turn: {shares}"
 
 
 def default_cpu_concurrency(cpu_count: int) -> int:
@@ -135,7 +149,7 @@ def plan_worker(
     per_gpu: bool = False,
     concurrency: int | None = None,
 ) -> WorkerPlan:
-    """Choose the pool and concurrency for this host (``concurrency`` overrides the choice)."""
+    """Choose the concurrency for this host (``concurrency`` overrides the choice)."""
     cores = cpu_count or os.cpu_count() or 1
     if concurrency is not None and concurrency < 1:
         from trainyard.errors import TrainyardError
@@ -148,12 +162,16 @@ def plan_worker(
         use_per_gpu = False
         chosen = default_cpu_concurrency(cores)
     return WorkerPlan(
-        pool="prefork",
         concurrency=concurrency or chosen,
         gpus=tuple(gpus),
         per_gpu=use_per_gpu,
         cpu_count=cores,
     )
+
+
+def _processes(n: int, kind: str) -> str:
+    """``one training process`` or ``3 training processes``."""
+    return f"one {kind} process" if n == 1 else f"{n} {kind} processes"
 
 
 def device_names(gpus: list[Gpu] | tuple[Gpu, ...]) -> list[str]:

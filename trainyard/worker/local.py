@@ -10,41 +10,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from trainyard import defaults
+from trainyard.worker.command import process_argv, worker_args
 
 #: Set for a background worker: the pid of the process that started it and owns its life.
 PARENT_PID_ENV = "TRAINYARD_PARENT_PID"
 
 #: Seconds a warm shutdown may take before the worker is killed.
 STOP_TIMEOUT_SECONDS = 60.0
-
-
-def worker_argv(name: str, concurrency: int = 1, loglevel: str = "INFO", extra: Sequence[str] = ()) -> list[str]:
-    """The command line of a worker process for node ``name``."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "trainyard.worker",
-        "worker",
-        "-n",
-        name,
-        "-c",
-        str(concurrency),
-        "-P",
-        "prefork",
-        "-Q",
-        defaults.QUEUE,
-        "--loglevel",
-        loglevel,
-        *extra,
-    ]
 
 
 class LocalWorker:
@@ -67,7 +43,7 @@ class LocalWorker:
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # The worker shuts down (warm: jobs handed back) if this process dies without stopping it.
         self.env[PARENT_PID_ENV] = str(os.getpid())
-        self.argv = worker_argv(name, concurrency, loglevel, extra)
+        self.argv = process_argv(worker_args(name, concurrency, loglevel, extra))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LocalWorker:

@@ -3,8 +3,9 @@
 A Celery bootstep (:class:`NodeStep`) starts one daemon thread in the parent of every
 ``celery -A trainyard.worker worker``: it writes a worker heartbeat every
 WORKER_HEARTBEAT_SECONDS (``busy`` with the job its children train, or ``idle``) and runs a
-reconciler pass every ``settings.reconcile_seconds`` (see :mod:`trainyard.scheduler.reconciler`
-for why there). On shutdown it writes the state ``stopped``. It never imports TensorFlow.
+reconciler pass every ``settings.reconcile_seconds`` (see :mod:`trainyard.queue.reconciler` for
+why there). On shutdown it writes the state ``stopped``. It never imports TensorFlow. Both loops
+cost the same with 10,000 queued jobs as with 100 (``benchmarks/reconcile_pass.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from celery import bootsteps
 
 from trainyard import defaults
 from trainyard.config import Settings
-from trainyard.db.records import JobState, WorkerState
+from trainyard.db.records import WorkerState
+from trainyard.queue import reconciler
 from trainyard.worker import devices
 
 log = logging.getLogger(__name__)
@@ -69,12 +71,9 @@ class NodeKeeper:
         self.heartbeat(WorkerState.STOPPED)
 
     def current_job(self) -> int | None:
-        """A job a pool child of this node holds the lease of, if any."""
-        prefix = f"{self.name}/"
-        for job in self._open().list_jobs(state=JobState.RUNNING):
-            if job.lease_owner and job.lease_owner.startswith(prefix):
-                return job.id
-        return None
+        """A job a pool child of this node holds the lease of (the newest, when several do), if any."""
+        ids = self._open().running_job_ids(self.name)
+        return ids[0] if ids else None
 
     def heartbeat(self, state: WorkerState | None = None) -> None:
         try:
@@ -87,13 +86,12 @@ class NodeKeeper:
             log.warning("worker heartbeat of %s failed: %s", self.name, exc)
 
     def reconcile(self) -> None:
-        from trainyard.scheduler.reconciler import reconcile
         from trainyard.worker import child
 
         if child.handback_requested():
             return  # shutting down: slots sent now would come back to this worker; others send them
         try:
-            reconcile(self._open(), self.settings)
+            reconciler.reconcile(self._open(), self.settings)
         except Exception as exc:  # noqa: BLE001 - logged; the next pass retries
             log.warning("reconciler pass failed: %s", exc)
 

@@ -30,17 +30,13 @@ from typing import Any
 
 from trainyard.config import Settings
 from trainyard.db import JobRecord, JobState, LeaseLost, Store
+from trainyard.db.records import make_owner
 from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
 from trainyard.training import BaseSink, EpochMetrics
 from trainyard.worker import child
 from trainyard.worker.lease import Lease
 
 log = logging.getLogger(__name__)
-
-
-def owner_name(node: str) -> str:
-    """The lease owner of this process: the Celery node name and the pid (unique per process)."""
-    return f"{node}/{os.getpid()}"
 
 
 def job_dir(settings: Settings, job_id: int) -> Path:
@@ -139,7 +135,7 @@ def train_next(node: str, hint_job_id: int | None = None, settings: Settings | N
     """Claim the best queued job and train it to the end; return its id, or None if none was queued."""
     settings = settings or Settings.from_env()
     store = Store.open(settings.db_url)
-    owner = owner_name(node)
+    owner = make_owner(node, os.getpid())
     job = store.claim_next(owner, settings.lease_seconds)
     if job is None:
         log.info("nothing to claim for message (hint job %s): duplicate or already trained", hint_job_id)

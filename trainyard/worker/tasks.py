@@ -5,14 +5,15 @@ from __future__ import annotations
 from celery import Task
 from celery.exceptions import Reject
 
-from trainyard.worker.app import TRAIN_NEXT, app
+from trainyard.queue.slots import TRAIN_NEXT
+from trainyard.worker.app import app
 
 
 @app.task(name=TRAIN_NEXT, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def train_next(self: Task, hint_job_id: int | None = None) -> int | None:
     """Claim the best queued job (not necessarily ``hint_job_id``) and train it; None if none is queued.
 
-    A message is a slot (docs/architecture.md): a duplicate delivery finds nothing to claim and
+    A message is a slot (``trainyard.queue``): a duplicate delivery finds nothing to claim and
     returns quietly, so no job is ever trained twice because of the broker.
     """
     from trainyard.worker import child, runner

@@ -1,4 +1,4 @@
-"""The message broker: which transport a broker URL means, how to reach it, how many slots wait in it.
+"""The broker transport: which transport a broker URL means, how to reach it, how many slots wait in it.
 
 Two kinds of broker are supported:
 
@@ -10,12 +10,15 @@ Two kinds of broker are supported:
   (``celery inspect`` and remote control do not work on it) and loses the in-flight message of a
   worker killed with SIGKILL; the reconciler re-dispatches such jobs.
 
-Nothing here imports TensorFlow.
+The workers' Celery app (``trainyard.worker.app``) and the plain producer (:mod:`trainyard.queue.slots`)
+both connect through :func:`celery_conf`, so they always reach the same broker the same way. Nothing
+here imports TensorFlow or Celery.
 """
 
 from __future__ import annotations
 
 import ssl
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,21 +27,103 @@ from urllib.parse import parse_qs, urlsplit
 import kombu
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
+from kombu.transport.sqlalchemy.models import ModelBase as KombuModelBase
 
 from trainyard import defaults
 from trainyard.config import Settings, redact_url
 from trainyard.errors import BrokerError
-
-# kombu's SQLAlchemy models use lazy="noload", deprecated (not broken) in SQLAlchemy 2.1.
-warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
 
 #: The kombu transport alias of the embedded broker: its URLs read ``trainyard+sqlite:///<file>``,
 #: so that any kombu ``Connection`` (Celery's own ``report`` and ``inspect`` included) can parse them.
 EMBEDDED_ALIAS = "trainyard"
 
 
+#: kombu's SQLAlchemy models declare ``lazy="noload"``, deprecated (not broken) in SQLAlchemy 2.1.
+_NOLOAD_DEPRECATED = r"The ``noload`` loader strategy is deprecated"
+
+_models_lock = threading.Lock()
+_models_configured = False
+
+
+def _configure_kombu_models() -> None:
+    """Configure the mappers of kombu's message tables once, hiding only their ``noload`` deprecation.
+
+    SQLAlchemy warns when it configures those mappers, which it does once per process, on their first
+    use. Configuring kombu's registry (and only it) here, inside ``catch_warnings``, keeps the warning
+    out of the user's sight without touching the program's warning filters: they are restored on exit.
+    (``catch_warnings`` is process-wide while it lasts, a few milliseconds once per process; a warning
+    another thread raises in that window is filtered as before plus this one message.)
+    """
+    global _models_configured
+    with _models_lock:
+        if _models_configured:
+            return
+        from sqlalchemy.exc import SADeprecationWarning
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NOLOAD_DEPRECATED, category=SADeprecationWarning)
+            KombuModelBase.registry.configure()
+        _models_configured = True
+
+
+#: Makes counting a queue's waiting messages an index-only count (the reconciler asks every pass).
+_SIZE_INDEX = "ix_trainyard_message_queue_visible"
+_indexed_engines: set[str] = set()
+
+
 class _EmbeddedChannel(kombu_sqla.Channel):
-    """kombu's SQLAlchemy channel, with SQLite tuned for several processes (WAL, busy timeout)."""
+    """kombu's SQLAlchemy channel, with SQLite tuned for several processes (WAL, busy timeout), safe
+    when several processes open a new broker file at once, and a queue's size counted from an
+    index, so it costs the same with 10,000 messages as with 100."""
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)  # defines kombu's models (queue_cls, message_cls)
+        _configure_kombu_models()
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        from sqlalchemy.exc import OperationalError
+
+        for attempt in range(3):
+            try:
+                engine, session_maker = super()._open()  # creates kombu's tables on first use
+                break
+            except OperationalError as exc:
+                # Processes opening a new broker file at once (``trainyard run`` starts its worker
+                # while it submits) race to create kombu's tables: "table ... already exists".
+                # The tables are there now; kombu kept no engine, so opening again completes.
+                if "already exists" not in str(exc) or attempt == 2:
+                    raise
+        url = str(engine.url)
+        if url not in _indexed_engines:
+            table = self.message_cls.__tablename__
+            with engine.begin() as conn:  # an existing broker file gets it too (create_all skips its tables)
+                conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {_SIZE_INDEX} ON {table} (queue_id, visible)")
+            _indexed_engines.add(url)
+        return engine, session_maker
+
+    def _get_or_create(self, queue: str) -> Any:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            # Another process added the queue's row between kombu's look-up and its insert.
+            self.session.rollback()
+            return super()._get_or_create(queue)
+
+    def _size(self, queue: str) -> int:
+        # kombu counts ``SELECT count(*) FROM (SELECT <every column> ...)``: a row read per message.
+        import sqlalchemy as sa
+
+        obj = self._get_or_create(queue)
+        message = self.message_cls
+        count = (
+            self.session.query(sa.func.count())
+            .select_from(message)
+            .filter(message.queue_id == obj.id, message.visible == sa.true())
+            .scalar()
+        )
+        return int(count or 0)
 
     def _engine_from_config(self):  # type: ignore[no-untyped-def]
         import sqlalchemy as sa
@@ -74,8 +159,9 @@ TRANSPORT_ALIASES[EMBEDDED_ALIAS] = f"{__name__}:EmbeddedTransport"
 
 
 def is_embedded(broker_url: str) -> bool:
-    """True for the SQLAlchemy-transport URLs (``sqla+...``, ``sqlalchemy+...``)."""
-    return broker_url.startswith(("sqla+", "sqlalchemy+"))
+    """True when ``broker_url`` names the embedded broker: kombu's SQLAlchemy transport, as ``sqla+...``,
+    ``sqlalchemy+...`` or trainyard's own alias ``trainyard+...``. The one test of it in trainyard."""
+    return broker_url.startswith(("sqla+", "sqlalchemy+", f"{EMBEDDED_ALIAS}+"))
 
 
 def _embedded_target(broker_url: str) -> str:
@@ -127,6 +213,11 @@ def connection(broker_url: str) -> kombu.Connection:
     )
 
 
+def ensure_connected(conn: kombu.Connection) -> None:
+    """Connect now, once, within defaults.BROKER_CONNECT_TIMEOUT_SECONDS (kombu's errors propagate)."""
+    conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS)
+
+
 def unreachable(settings: Settings, exc: BaseException) -> BrokerError:
     """The error users see when the broker cannot be used: names it (password redacted) and the cause."""
     return BrokerError(f"broker {redact_url(settings.broker_url)} is unreachable: {exc}")
@@ -137,7 +228,7 @@ def check_broker(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     try:
         with connection(settings.broker_url) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS)
+            ensure_connected(conn)
             with conn.channel() as channel:
                 channel.queue_declare(defaults.QUEUE, durable=True, auto_delete=False)
     except Exception as exc:  # kombu raises transport-specific errors; all mean the same here
@@ -153,7 +244,7 @@ def queue_size(settings: Settings | None = None, queue: str = defaults.QUEUE) ->
     settings = settings or Settings.from_env()
     try:
         with connection(settings.broker_url) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=defaults.BROKER_CONNECT_TIMEOUT_SECONDS)
+            ensure_connected(conn)
             with conn.channel() as channel:
                 _name, count, _consumers = channel.queue_declare(queue, durable=True, auto_delete=False, passive=True)
                 return int(count)

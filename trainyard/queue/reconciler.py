@@ -4,16 +4,20 @@ One pass (:func:`reconcile`):
 
 1. jobs whose lease expired (their worker died: SIGKILL, power loss, lost network) are queued
    again, or end ``failed`` once they used ``max_attempts`` (``Store.requeue_expired``);
-2. the queued jobs are compared with the messages waiting in the broker queue, and the missing
-   messages are sent (``dispatch``), oldest-dispatched jobs first, skipping jobs dispatched less
-   than ``REDISPATCH_GRACE_SECONDS`` ago (their message may be on its way to a worker). Since a
-   message is a slot (docs/architecture.md), an extra message is harmless and a missing one is
-   what loses jobs, so "at least as many messages as queued jobs" is the whole invariant. A Redis
-   ``FLUSHALL``, a broker restart, or the embedded broker's lost in-flight message of a killed
-   worker all heal here.
+2. the number of queued jobs is compared with the number of messages waiting in the broker queue,
+   and the missing messages are sent (``dispatch``): never-dispatched jobs first (new ones, and
+   requeued or handed-back ones, whose ``dispatched_at`` is cleared), then the oldest dispatches,
+   skipping jobs dispatched less than ``REDISPATCH_GRACE_SECONDS`` ago (their message may be on its
+   way to a worker). Since a message is a slot (``trainyard.queue``), an extra message is harmless
+   and a missing one is what loses jobs, so "at least as many messages as queued jobs" is the whole
+   invariant. A Redis ``FLUSHALL``, a broker restart, or the embedded broker's lost in-flight
+   message of a killed worker all heal here.
+
+A pass costs the same with 10,000 queued jobs as with 100 (``benchmarks/reconcile_pass.py``): it
+counts the queued jobs and reads only the ids of the jobs it sends, index-ordered with a ``LIMIT``.
 
 Where it runs (the choice): in a daemon thread of every worker's parent process, every
-``settings.reconcile_seconds`` (:mod:`trainyard.worker.node`), so a deployment with workers needs
+``settings.reconcile_seconds`` (``trainyard.worker.node``), so a deployment with workers needs
 nothing more; and as ``trainyard reconcile [--loop]`` for operators (or a cron job). Passes from
 several workers may overlap: the store's conditional updates keep ``requeue_expired`` race-free,
 and overlapping re-dispatches only add harmless extra slots.
@@ -22,15 +26,16 @@ and overlapping re-dispatches only add harmless extra slots.
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from trainyard import defaults
 from trainyard.config import Settings
-from trainyard.db.records import JobRecord, JobState
+from trainyard.db.records import JobState
 from trainyard.errors import BrokerError
+from trainyard.queue.slots import dispatch
+from trainyard.queue.transport import queue_size
 
 if TYPE_CHECKING:
     from trainyard.db import Store
@@ -49,7 +54,6 @@ class Report:
     in_broker: int | None = None  # messages waiting in the broker queue (None: broker unreachable)
     redispatched: tuple[int, ...] = ()
     broker_error: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -70,12 +74,6 @@ class Report:
         return "; ".join(parts)
 
 
-def _dispatch_order(job: JobRecord) -> tuple[int, datetime, int]:
-    # Never-dispatched jobs first (requeued ones have dispatched_at cleared), then oldest dispatch.
-    when = job.dispatched_at or job.created_at
-    return (0 if job.dispatched_at is None else 1, when, job.id)
-
-
 def reconcile(
     store: Store,
     settings: Settings | None = None,
@@ -84,32 +82,24 @@ def reconcile(
     grace_seconds: float = defaults.REDISPATCH_GRACE_SECONDS,
 ) -> Report:
     """One pass: requeue or fail expired leases, then send the broker messages queued jobs lack."""
-    from trainyard.worker.broker import queue_size
-    from trainyard.worker.dispatch import dispatch
-
     settings = settings or Settings.from_env()
     now = now or datetime.now(timezone.utc)
     changed = store.requeue_expired(now)
     requeued = tuple(j.id for j in changed if j.state is JobState.QUEUED)
     failed = tuple(j.id for j in changed if j.state is JobState.FAILED)
     cancelled = tuple(j.id for j in changed if j.state is JobState.CANCELLED)
-    queued = store.list_jobs(state=JobState.QUEUED)
-    base = Report(requeued=requeued, failed=failed, cancelled=cancelled, queued=len(queued))
+    queued = store.count_jobs(JobState.QUEUED)
+    base = Report(requeued=requeued, failed=failed, cancelled=cancelled, queued=queued)
     if not queued and not changed:
         return base
     try:
         waiting = queue_size(settings)
     except BrokerError as exc:
         return replace(base, broker_error=str(exc))
-    missing = len(queued) - waiting
+    missing = queued - waiting
     chosen: list[int] = []
     if missing > 0:
-        cutoff = now - timedelta(seconds=grace_seconds)
-        due = sorted(
-            (j for j in queued if j.dispatched_at is None or _aware(j.dispatched_at) <= cutoff),
-            key=_dispatch_order,
-        )
-        chosen = [j.id for j in due[:missing]]
+        chosen = store.redispatch_candidates(missing, dispatched_by=now - timedelta(seconds=grace_seconds))
         if chosen:
             try:
                 dispatch(chosen, settings, store=store)
@@ -119,30 +109,3 @@ def reconcile(
     if report.changed:
         log.info("reconciler: %s", report)
     return report
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
-
-
-def run_forever(
-    store: Store,
-    settings: Settings,
-    stop: threading.Event,
-    interval: float | None = None,
-    on_report: object = None,
-) -> None:
-    """Reconcile every ``interval`` seconds (default ``settings.reconcile_seconds``) until ``stop`` is set.
-
-    Errors of one pass (store or broker down) are logged and the loop carries on.
-    """
-    period = interval if interval is not None else settings.reconcile_seconds
-    while True:
-        try:
-            report = reconcile(store, settings)
-            if callable(on_report):
-                on_report(report)
-        except Exception:  # keep the loop alive whatever one pass hit; the next pass retries
-            log.exception("reconciler pass failed")
-        if stop.wait(period):
-            return

@@ -9,9 +9,7 @@ import pytest
 
 from trainyard.config import Settings
 from trainyard.db import JobState, Store, utcnow
-from trainyard.scheduler.reconciler import reconcile
-from trainyard.worker import broker
-from trainyard.worker.dispatch import dispatch
+from trainyard.queue import dispatch, reconcile, transport
 
 DOC = {"name": "j", "training": {"epochs": 2}}
 
@@ -31,7 +29,7 @@ def settings(request: pytest.FixtureRequest, home: Path) -> Settings:
 
 
 def _purge(settings: Settings) -> None:
-    with broker.connection(settings.broker_url) as conn, conn.channel() as channel:
+    with transport.connection(settings.broker_url) as conn, conn.channel() as channel:
         channel.queue_declare("trainyard", durable=True, auto_delete=False)
         channel.queue_purge("trainyard")
 
@@ -47,10 +45,10 @@ def test_lost_messages_are_sent_again_once(settings: Settings) -> None:
     later = utcnow() + timedelta(seconds=60)
     report = reconcile(store, settings, now=later)
     assert sorted(report.redispatched) == ids
-    assert broker.queue_size(settings) == 3
+    assert transport.queue_size(settings) == 3
     # The broker now holds a slot per queued job: nothing more is sent.
     assert reconcile(store, settings, now=later + timedelta(seconds=60)).redispatched == ()
-    assert broker.queue_size(settings) == 3
+    assert transport.queue_size(settings) == 3
 
 
 def test_only_the_missing_messages_are_sent_oldest_dispatch_first(settings: Settings) -> None:
