@@ -142,3 +142,21 @@ def test_processes_opening_a_new_embedded_broker_at_once_all_reach_it(tmp_path: 
         errors = [p.communicate(timeout=120)[1] for p in processes]
         assert [p.returncode for p in processes] == [0] * 4, "\n".join(e[-1500:] for e in errors if e)
         assert transport.queue_size(Settings.from_env(env)) == 4
+
+
+def test_the_embedded_broker_deletes_what_it_delivers(settings: Settings) -> None:
+    """kombu's SQLAlchemy transport would keep every consumed message row for ever (and scan them on
+    every poll): the embedded broker's table holds only the messages still waiting."""
+    import sqlalchemy as sa
+
+    send_slots([1, 2, 3], settings)
+    with transport.connection(settings.broker_url) as conn, conn.SimpleQueue(transport.defaults.QUEUE) as queue:
+        for _ in range(2):
+            queue.get(timeout=5).ack()
+        assert transport.queue_size(settings) == 1
+    database = settings.broker_url.split("///", 1)[1]
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.connect() as db:
+        rows = db.execute(sa.text("SELECT COUNT(*), SUM(visible) FROM kombu_message")).one()
+    engine.dispose()
+    assert tuple(rows) == (1, 1)

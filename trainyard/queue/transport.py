@@ -73,14 +73,20 @@ _indexed_engines: set[str] = set()
 
 class _EmbeddedChannel(kombu_sqla.Channel):
     """kombu's SQLAlchemy channel, with SQLite tuned for several processes (WAL, busy timeout), safe
-    when several processes open a new broker file at once, and a queue's size counted from an
-    index, so it costs the same with 10,000 messages as with 100."""
+    when several processes open a new broker file at once, a queue's size counted from an index, so
+    it costs the same with 10,000 messages as with 100, and consumed messages deleted.
+
+    kombu marks a consumed message ``visible = false`` and keeps its row for ever, so the table (and
+    every poll, which no index serves) grows with every slot ever sent. A consumed row is never read
+    again (an unacknowledged message is put back as a new row), so it is deleted instead; rows left
+    invisible by older versions are deleted when a process first opens the file."""
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)  # defines kombu's models (queue_cls, message_cls)
         _configure_kombu_models()
 
     def _open(self):  # type: ignore[no-untyped-def]
+        import sqlalchemy as sa
         from sqlalchemy.exc import OperationalError
 
         for attempt in range(3):
@@ -98,6 +104,8 @@ class _EmbeddedChannel(kombu_sqla.Channel):
             table = self.message_cls.__tablename__
             with engine.begin() as conn:  # an existing broker file gets it too (create_all skips its tables)
                 conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {_SIZE_INDEX} ON {table} (queue_id, visible)")
+                # rows consumed before consumed rows were deleted (older trainyard versions)
+                conn.execute(sa.delete(self.message_cls.__table__).where(self.message_cls.visible == sa.false()))
             _indexed_engines.add(url)
         return engine, session_maker
 
@@ -110,6 +118,34 @@ class _EmbeddedChannel(kombu_sqla.Channel):
             # Another process added the queue's row between kombu's look-up and its insert.
             self.session.rollback()
             return super()._get_or_create(queue)
+
+    def _get(self, queue: str) -> Any:
+        # kombu's own _get, but the consumed row is deleted instead of hidden (see the class docstring)
+        import sqlalchemy as sa
+        from kombu.transport.virtual import Empty
+        from kombu.utils.encoding import bytes_to_str
+        from kombu.utils.json import loads
+
+        obj = self._get_or_create(queue)
+        if self.session.bind.name == "sqlite":
+            self.session.execute(sa.text("BEGIN IMMEDIATE TRANSACTION"))
+        try:
+            message = self.message_cls
+            row = (
+                self.session.query(message)
+                .with_for_update()
+                .filter(message.queue_id == obj.id, message.visible == sa.true())
+                .order_by(message.sent_at, message.id)
+                .limit(1)
+                .first()
+            )
+            if row is None:
+                raise Empty()
+            payload = loads(bytes_to_str(row.payload))
+            self.session.delete(row)
+            return payload
+        finally:
+            self.session.commit()
 
     def _size(self, queue: str) -> int:
         # kombu counts ``SELECT count(*) FROM (SELECT <every column> ...)``: a row read per message.
