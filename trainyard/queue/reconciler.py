@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from trainyard import defaults
 from trainyard.config import Settings
-from trainyard.db.records import JobState
+from trainyard.db.records import JobState, utcnow
 from trainyard.errors import BrokerError
 from trainyard.queue.slots import dispatch
 from trainyard.queue.transport import queue_size
@@ -83,7 +83,7 @@ def reconcile(
 ) -> Report:
     """One pass: requeue or fail expired leases, then send the broker messages queued jobs lack."""
     settings = settings or Settings.from_env()
-    now = now or datetime.now(timezone.utc)
+    now = now or utcnow()
     changed = store.requeue_expired(now)
     requeued = tuple(j.id for j in changed if j.state is JobState.QUEUED)
     failed = tuple(j.id for j in changed if j.state is JobState.FAILED)
