@@ -23,7 +23,10 @@ from trainyard.db import JobState, Store
 from trainyard.scheduler import operations
 from trainyard.worker.local import wait_until
 
-pytestmark = pytest.mark.slow
+# Each test runs minutes of real work (hundreds of trainings, twenty TensorFlow imports); on a shared
+# 2-core machine under load that takes several times its quiet duration, so the limit is wider than
+# the suite's 600 s default. It bounds a hang, not the speed.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 SOAK_JOBS = 200
 #: Upper bound for the whole soak on a loaded 2-core machine; never a timing assertion about speed.
