@@ -62,6 +62,14 @@ class JobNotFound(StoreError):
         self.job_id = job_id
 
 
+class SweepNotFound(StoreError):
+    """A sweep id given by the user does not exist in the store."""
+
+    def __init__(self, sweep_id: object) -> None:
+        super().__init__(f"no sweep with id {sweep_id!r}")
+        self.sweep_id = sweep_id
+
+
 class InvalidTransition(StoreError):
     """A job cannot move to the requested state (cancel a finished job, retry a running one...)."""
 
