@@ -73,3 +73,9 @@ JOBS_LIST_LIMIT = 100
 #: A training run is backed up at the end of an epoch once this many seconds have passed since its
 #: last backup (every epoch, for epochs longer than that); a crash loses at most this much training.
 BACKUP_INTERVAL_SECONDS = 1.0
+
+#: A category input keeps at most this many of each column's most frequent values (``max_categories``).
+MAX_CATEGORIES = 1000
+
+#: Largest embedding width the default rule (``1.6 * categories ** 0.56``) gives a category column.
+EMBEDDING_DIM_MAX = 50
