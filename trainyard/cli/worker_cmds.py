@@ -149,6 +149,8 @@ def run(
     """Submit SPECs, train them here with a background worker, show progress, print a summary.
 
     Exits 0 when every job succeeded, 1 otherwise. Ctrl-C stops the worker; the jobs stay queued.
+    Given one sweep file instead, runs the sweep: its trials live, then its ranked trials (exit 0
+    once it finished with a best trial).
     """
     from rich.console import Console
 

@@ -102,7 +102,8 @@ def reconcile(
         trials = tuple(
             job for progress in advance(store, max_attempts=settings.max_attempts) for job in progress.queued
         )
-    except TrainyardError as exc:  # a store error: the rest of the pass still runs
+    except Exception as exc:  # a store error or a bug in one sweep: the rest of the pass still runs
+        log.warning("reconciler: sweeps not advanced: %s", exc, exc_info=not isinstance(exc, TrainyardError))
         sweep_error = str(exc)
     queued = store.count_jobs(JobState.QUEUED)
     base = Report(

@@ -40,9 +40,13 @@ def params_key(params: Mapping[str, Any]) -> str:
 
 
 def epoch_objective(definition: SweepDefinition, epoch: EpochRecord) -> float | None:
-    """The weighted objective of one stored epoch: sum of weight x metric over the objective's
-    outputs; None when a weighted output lacks the metric or it is not finite."""
-    values = epoch.val_metrics
+    """The weighted objective of one stored epoch (:func:`metrics_objective` of its validation metrics)."""
+    return metrics_objective(definition, epoch.val_metrics)
+
+
+def metrics_objective(definition: SweepDefinition, values: Mapping[str, Mapping[str, float | None]]) -> float | None:
+    """Sum of weight x metric over the objective's outputs, from ``{output: {metric: value}}``; None
+    when a weighted output lacks the metric or it is not finite."""
     total = 0.0
     for output, weight in definition.outputs.items():
         if not weight:
