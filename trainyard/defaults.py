@@ -79,3 +79,6 @@ MAX_CATEGORIES = 1000
 
 #: Largest embedding width the default rule (``1.6 * categories ** 0.56``) gives a category column.
 EMBEDDING_DIM_MAX = 50
+
+#: Rows ``trainyard predict`` reads, predicts and writes at a time: its memory is bounded by this, not the file.
+PREDICT_CHUNK_ROWS = 100_000
