@@ -74,6 +74,12 @@ JOBS_LIST_LIMIT = 100
 #: last backup (every epoch, for epochs longer than that); a crash loses at most this much training.
 BACKUP_INTERVAL_SECONDS = 1.0
 
+#: A category input keeps at most this many of each column's most frequent values (``max_categories``).
+MAX_CATEGORIES = 1000
+
+#: Largest embedding width the default rule (``1.6 * categories ** 0.56``) gives a category column.
+EMBEDDING_DIM_MAX = 50
+
 # -- what one spec may cost (each raised by the environment variable named; see trainyard.specs.limits)
 
 #: Largest spec file, YAML text or ``--set`` value read, in bytes (``TRAINYARD_SPEC_MAX_BYTES``).

@@ -22,6 +22,8 @@ import json
 import logging
 import math
 import os
+import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,7 +181,7 @@ def train(
     """
     import keras
 
-    from trainyard.specs import build_model, load_data, make_optimizer
+    from trainyard.specs import build_model, fit_inputs, load_data, make_optimizer
 
     if sink is None:
         sink = BaseSink()
@@ -195,12 +197,12 @@ def train(
 
     steps = math.ceil(len(data.train) / spec.training.batch_size)
     per_execution = 1 if replicas > 1 else max(1, min(steps, MAX_STEPS_PER_EXECUTION))
-    normalization = {name: _moments(data.train.x[name]) for name, inp in spec.inputs.items() if inp.normalize}
+    stats = fit_inputs(spec.inputs, data.train.x)  # vocabularies, filled-in values, normalisation
 
     def compiled_model() -> keras.Model:
         keras.utils.set_random_seed(spec.training.seed)
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            model = build_model(spec, normalization)
+            model = build_model(spec, stats)
             model.compile(
                 optimizer=make_optimizer(spec),
                 loss={name: out.loss for name, out in spec.outputs.items()},
@@ -292,7 +294,7 @@ def _fit_batches(split: Split, batch_size: int, shuffle: bool) -> tf.data.Datase
     """
     from keras.src.trainers.data_adapters import get_data_adapter
 
-    adapter = get_data_adapter(split.x, split.y, batch_size=batch_size, shuffle=shuffle)
+    adapter = get_data_adapter(tensors(split.x), split.y, batch_size=batch_size, shuffle=shuffle)
     return adapter.get_tf_dataset()
 
 
@@ -330,12 +332,16 @@ def _validator(model: keras.Model, spec: JobSpec, split: Split) -> Callable[[], 
     return run
 
 
-def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (population) variance per column, as Normalization.adapt computes them."""
-    import numpy as np
+def tensors(x: dict[str, np.ndarray], *, every: bool = False) -> dict[str, Any]:
+    """Model inputs as Keras takes them: string (object) arrays as ``tf.string`` tensors (Keras' array
+    adapters and ``predict`` refuse numpy string arrays), the others as they are, or, with ``every``
+    (for calling the model directly, which refuses a mix), as tensors too."""
+    import tensorflow as tf
 
-    x64 = x.astype(np.float64)
-    return x64.mean(axis=0), x64.var(axis=0)
+    return {
+        name: tf.constant(v, dtype=tf.string) if v.dtype == object else tf.constant(v) if every else v
+        for name, v in x.items()
+    }
 
 
 def _mse(model: keras.Model, split: Split) -> dict[str, float]:
@@ -348,7 +354,7 @@ def _mse(model: keras.Model, split: Split) -> dict[str, float]:
 
     parts: dict[str, list[np.ndarray]] = {name: [] for name in split.y}
     for start in range(0, len(split), EVAL_BATCH_SIZE):
-        rows = {name: x[start : start + EVAL_BATCH_SIZE] for name, x in split.x.items()}
+        rows = tensors({name: x[start : start + EVAL_BATCH_SIZE] for name, x in split.x.items()}, every=True)
         predictions = model(rows, training=False)
         if not isinstance(predictions, dict):
             predictions = dict(zip(split.y, predictions if isinstance(predictions, (list, tuple)) else [predictions]))
@@ -378,9 +384,17 @@ class _Backup:
     it, so a process killed at any instant leaves the previous complete backup in force (Keras'
     ``BackupAndRestore`` writes its weights and its epoch number in place, one after the other: a
     kill in between resumed with a half-written file here).
+
+    Several runs may share the folder at once: a job's new owner, and its old owner that was paused
+    past its lease and has not yet noticed. So every file a run writes carries that run's own tag
+    (h5py locks a file while writing it: two writers of one name fail with "unable to lock file"),
+    a run never moves the pointer back to an epoch older than the one it points at, and it deletes
+    only backups older than its own. Whatever another run left (a temporary file, a newer backup)
+    is never an error; a pointer to a file that is gone falls back to the newest complete backup.
     """
 
     STATE = "state.json"
+    _WEIGHTS = re.compile(r"epoch-(\d+)(?:\.[0-9a-z-]+)?\.weights\.h5")
 
     def __init__(
         self, directory: Path, interval: float, *, before_save: Callable[[], None], may_save: Callable[[], bool]
@@ -389,24 +403,29 @@ class _Backup:
         self.interval = interval
         self.before_save = before_save  # the sink's flush, then its veto (see Sink)
         self.may_save = may_save
+        self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # this run's files (see above)
         self.last = time.monotonic()
         self.pending: tuple[int, list[np.ndarray]] | None = None
 
     def restore(self, model: keras.Model) -> int:
         """Load the last backup into ``model``; its epoch count, 0 without one, -1 if it is unusable."""
-        state_path = self.directory / self.STATE
-        if not state_path.exists():
+        pointed = self._pointed()
+        candidates = ([pointed] if pointed is not None else []) + sorted(
+            (found for found in self._complete() if found != pointed), reverse=True
+        )
+        if not candidates:
             return 0
-        try:
-            state = json.loads(state_path.read_text())
-            if model.optimizer is not None and not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
-            model.load_weights(self.directory / state["weights"])
-            return int(state["epoch"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            _log.warning("backup in %s is unusable (%s): training from the first epoch", self.directory, exc)
-            self.clear()
-            return -1
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        for epoch, name in candidates:
+            try:
+                model.load_weights(self.directory / name)
+                return epoch
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                _log.warning("backup %s in %s is unusable (%s)", name, self.directory, exc)
+        _log.warning("no usable backup in %s: training from the first epoch", self.directory)
+        self.clear()
+        return -1
 
     def epoch_end(self, model: keras.Model, epochs_done: int) -> None:
         """Back up now if the interval has passed; otherwise keep this epoch's state in memory."""
@@ -432,24 +451,51 @@ class _Backup:
         if not self.may_save():
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{epochs_done}.weights.h5"
+        name = f"epoch-{epochs_done}.{self.tag}.weights.h5"
         tmp = self.directory / f".tmp-{name}"
         model.save_weights(tmp)
         _fsync(tmp)
         os.replace(tmp, self.directory / name)
-        state_tmp = self.directory / f".tmp-{self.STATE}"
+        pointed = self._pointed()
+        if pointed is not None and pointed[0] > epochs_done:  # another run got further: its backup stays
+            (self.directory / name).unlink(missing_ok=True)
+            return
+        state_tmp = self.directory / f".tmp-{self.tag}-{self.STATE}"
         state_tmp.write_text(json.dumps({"epoch": epochs_done, "weights": name}))
         _fsync(state_tmp)
         os.replace(state_tmp, self.directory / self.STATE)
-        for old in self.directory.glob("epoch-*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        for epoch, old in self._complete():
+            if epoch < epochs_done:
+                (self.directory / old).unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Forget every backup (the run finished, or the backup could not be used)."""
         for entry in self.directory.glob("*"):
             if entry.is_file():
                 entry.unlink(missing_ok=True)
+
+    def _pointed(self) -> tuple[int, str] | None:
+        """``(epoch, weights file)`` that ``state.json`` names, None without a readable one."""
+        try:
+            state = json.loads((self.directory / self.STATE).read_text())
+            return int(state["epoch"]), str(state["weights"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                _log.warning("backup pointer in %s is unreadable (%s)", self.directory, exc)
+            return None
+
+    def _complete(self) -> list[tuple[int, str]]:
+        """Every complete backup in the folder (written under a temporary name, then renamed)."""
+        try:
+            names = [entry.name for entry in self.directory.iterdir()]
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            match = self._WEIGHTS.fullmatch(name)
+            if match:
+                found.append((int(match.group(1)), name))
+        return found
 
 
 def _state_variables(model: keras.Model) -> list[keras.Variable]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainyard.errors import Problem
+from trainyard.specs.features import layer_names
 from trainyard.specs.limits import Limits, shown
 from trainyard.specs.schema import JobSpec, LayerSpec
 
@@ -31,8 +32,8 @@ def resolve_graph(spec: JobSpec) -> tuple[JobSpec, list[Problem]]:
 
     for name, inp in spec.inputs.items():
         claim(name, f"inputs.{name}")
-        if inp.normalize:
-            claim(f"{name}_normalization", f"inputs.{name}.normalize")
+        for layer_name in layer_names(name, inp)[0]:
+            claim(layer_name, f"inputs.{name}")
     for i, layer in enumerate(spec.layers):
         claim(layer.name, f"layers[{i}].name")
     for name in spec.outputs:
