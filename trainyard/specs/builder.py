@@ -21,6 +21,7 @@ from trainyard.errors import Problem, SpecError
 from trainyard.specs.data import input_stats
 from trainyard.specs.features import InputStats, input_dtype, layer_names, preprocess
 from trainyard.specs.graph import build_order
+from trainyard.specs.limits import shown
 from trainyard.specs.schema import JobSpec, did_you_mean
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def check_optimizer(spec: JobSpec) -> list[Problem]:
         if key not in allowed:
             problems.append(Problem(path, f"unknown argument for {cls.__name__}{did_you_mean(key, allowed)}"))
         elif not isinstance(value, (int, float, bool, str)) and value is not None:
-            problems.append(Problem(path, f"expected a number, received {value!r}"))
+            problems.append(Problem(path, f"expected a number, received {shown(value)}"))
     if problems:
         return problems
     try:

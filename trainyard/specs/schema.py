@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from trainyard.errors import Problem
+from trainyard.specs.limits import shown
 
 #: Name of the single input when ``inputs`` is given as a plain list of columns (Sequential shorthand).
 DEFAULT_INPUT = "features"
@@ -558,35 +559,35 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         # integer fields declare gt=0, float fields gt=0.0
         if kind == "greater_than" and ctx.get("gt") == 0 and type(ctx["gt"]) is int:
-            return f"expected a positive integer, received {value!r}"
+            return f"expected a positive integer, received {shown(value)}"
         if kind == "greater_than" and ctx.get("gt") == 0:
-            return f"expected a positive number, received {value!r}"
+            return f"expected a positive number, received {shown(value)}"
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
-        return f"expected a number {op} {bound}, received {value!r}"
+        return f"expected a number {op} {bound}, received {shown(value)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected an integer, received {value!r}"
+        return f"expected an integer, received {shown(value)}"
     if kind in ("float_type", "float_parsing"):
-        return f"expected a number, received {value!r}"
+        return f"expected a number, received {shown(value)}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, received {value!r}"
+        return f"expected true or false, received {shown(value)}"
     if kind == "string_type":
-        return f"expected a string, received {_kind(value)} {value!r}"
+        return f"expected a string, received {_kind(value)} {shown(value)}"
     if kind in ("list_type",):
-        return f"expected a list, received {_kind(value)} {value!r}"
+        return f"expected a list, received {_kind(value)} {shown(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping, received {_kind(value)} {value!r}"
+        return f"expected a mapping, received {_kind(value)} {shown(value)}"
     if kind == "too_short":
-        return f"expected at least {ctx.get('min_length')} item(s), received {_kind(value)} {value!r}"
+        return f"expected at least {ctx.get('min_length')} item(s), received {_kind(value)} {shown(value)}"
     if kind == "string_too_short":
         return "expected a non-empty string"
     if kind == "string_too_long":
         return f"expected at most {ctx.get('max_length')} characters, received {len(str(value))}"
     if kind == "string_pattern_mismatch":
-        return f"expected letters, digits and underscores (starting with a letter), received {value!r}"
+        return f"expected letters, digits and underscores (starting with a letter), received {shown(value)}"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
-    return f"{err['msg'][0].lower()}{err['msg'][1:]}, received {value!r}"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]}, received {shown(value)}"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
