@@ -34,7 +34,7 @@ from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.db.records import make_owner
 from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
 from trainyard.training import BaseSink, EpochMetrics
-from trainyard.worker import child
+from trainyard.worker import child, memory
 from trainyard.worker.lease import Lease
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ def _run(
     partial = target.with_name(f"attempt-{_slug(owner)}-{job.attempts}.keras")
     try:
         spec = prepare_spec(store, job, settings)
+        memory.check_fits(spec)  # counted from the shapes, before anything is allocated
         if strategy is None:
             strategy = child.strategy()
         from trainyard import training
