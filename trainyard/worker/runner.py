@@ -225,6 +225,10 @@ def _run(
         settings,
         test_mse=dict(result.test_mse or {}),
         val_mse=dict(result.val_mse or {}),
+        val_metrics=result.val_metrics,
+        test_metrics=result.test_metrics or {},
+        best_epoch=result.best_epoch,
+        stopped_epoch=result.stopped_epoch,
         model_path=str(target),
     )
 
