@@ -198,7 +198,7 @@ def train(
     """
     import keras
 
-    from trainyard.specs import build_model, load_data, make_optimizer
+    from trainyard.specs import build_model, fit_inputs, load_data, make_optimizer
     from trainyard.specs.builder import prediction_model
 
     if sink is None:
@@ -215,14 +215,14 @@ def train(
 
     steps = math.ceil(len(data.train) / spec.training.batch_size)
     per_execution = 1 if replicas > 1 else max(1, min(steps, MAX_STEPS_PER_EXECUTION))
-    normalization = {name: _moments(data.train.x[name]) for name, inp in spec.inputs.items() if inp.normalize}
+    stats = fit_inputs(spec.inputs, data.train.x)  # vocabularies, filled-in values, normalisation
     target_moments = {name: _moments(data.train.y[name]) for name, out in spec.outputs.items() if out.normalize}
     fit_split = _standardized(data.train, target_moments)
 
     def compiled_model() -> keras.Model:
         keras.utils.set_random_seed(spec.training.seed)
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            model = build_model(spec, normalization, data.labels)
+            model = build_model(spec, stats, data.labels)
             model.compile(
                 optimizer=make_optimizer(spec),
                 loss={name: _keras_loss(out) for name, out in spec.outputs.items()},
@@ -320,7 +320,9 @@ def _fit_batches(split: Split, batch_size: int, shuffle: bool) -> tf.data.Datase
     """
     from keras.src.trainers.data_adapters import get_data_adapter
 
-    adapter = get_data_adapter(split.x, split.y, sample_weight=split.weight, batch_size=batch_size, shuffle=shuffle)
+    adapter = get_data_adapter(
+        tensors(split.x), split.y, sample_weight=split.weight, batch_size=batch_size, shuffle=shuffle
+    )
     return adapter.get_tf_dataset()
 
 
@@ -340,7 +342,7 @@ def _validator(
     from trainyard import metrics
 
     standardized = _standardized(split, target_moments)
-    x = {name: tf.constant(value) for name, value in split.x.items()}
+    x = tensors(split.x, every=True)
     y = {name: tf.constant(value.reshape(len(value), -1)) for name, value in standardized.y.items()}
     weight = tf.constant(split.weight, tf.float32) if split.weight is not None else None
     losses = {name: keras.losses.get(_keras_loss(out)) for name, out in spec.outputs.items()}
@@ -407,12 +409,24 @@ def _standardized(split: Split, target_moments: dict[str, tuple[np.ndarray, np.n
     return dataclasses.replace(split, y=y)
 
 
-def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (population) variance per column, as Normalization.adapt computes them."""
+def _moments(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) variance per column of a target, as Normalization.adapt computes them."""
     import numpy as np
 
-    x64 = x.astype(np.float64)
-    return x64.mean(axis=0), x64.var(axis=0)
+    y64 = y.astype(np.float64)
+    return y64.mean(axis=0), y64.var(axis=0)
+
+
+def tensors(x: dict[str, np.ndarray], *, every: bool = False) -> dict[str, Any]:
+    """Model inputs as Keras takes them: string (object) arrays as ``tf.string`` tensors (Keras' array
+    adapters and ``predict`` refuse numpy string arrays), the others as they are, or, with ``every``
+    (for calling the model directly, which refuses a mix), as tensors too."""
+    import tensorflow as tf
+
+    return {
+        name: tf.constant(v, dtype=tf.string) if v.dtype == object else tf.constant(v) if every else v
+        for name, v in x.items()
+    }
 
 
 def split_metrics(model: keras.Model, spec: JobSpec, split: Split) -> dict[str, dict[str, float | None]]:
@@ -436,7 +450,7 @@ def _predict(model: keras.Model, split: Split) -> dict[str, np.ndarray]:
 
     parts: dict[str, list[np.ndarray]] = {name: [] for name in split.y}
     for start in range(0, len(split), EVAL_BATCH_SIZE):
-        rows = {name: x[start : start + EVAL_BATCH_SIZE] for name, x in split.x.items()}
+        rows = tensors({name: x[start : start + EVAL_BATCH_SIZE] for name, x in split.x.items()}, every=True)
         predictions = model(rows, training=False)
         if not isinstance(predictions, dict):
             predictions = dict(zip(split.y, predictions if isinstance(predictions, (list, tuple)) else [predictions]))
