@@ -241,7 +241,7 @@ def _check_columns(spec: JobSpec, frame: pd.DataFrame, where: str, is_csv: bool)
     for name, out in spec.outputs.items():
         if len(out.target) == 1:
             # a classification target takes labels ("binary"/"category"), a regression numbers
-            kind = "target" if out.type == "regression" else out.type
+            kind = "target" if out.type == "regression" else f"{out.type} target"
             uses.append((f"outputs.{name}.target", out.target[0], kind))
         else:
             uses += [(f"outputs.{name}.target[{j}]", col, "target") for j, col in enumerate(out.target)]
@@ -250,8 +250,8 @@ def _check_columns(spec: JobSpec, frame: pd.DataFrame, where: str, is_csv: bool)
     checked: dict[tuple[str, str], str | None] = {}
     for path, col, kind in uses:
         if (col, kind) not in checked:
-            if kind in ("binary", "category"):
-                checked[col, kind] = _label_column_problem(frame, col, available, kind, is_csv)
+            if kind in ("binary target", "category target"):
+                checked[col, kind] = _label_column_problem(frame, col, available, kind.split()[0], is_csv)
             else:
                 checked[col, kind] = _column_problem(
                     frame, col, available, is_csv, "number" if kind == "weight" else kind
