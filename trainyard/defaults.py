@@ -80,6 +80,9 @@ MAX_CATEGORIES = 1000
 #: Largest embedding width the default rule (``1.6 * categories ** 0.56``) gives a category column.
 EMBEDDING_DIM_MAX = 50
 
+#: Rows ``trainyard predict`` reads, predicts and writes at a time: its memory is bounded by this, not the file.
+PREDICT_CHUNK_ROWS = 100_000
+
 # -- what one spec may cost (each raised by the environment variable named; see trainyard.specs.limits)
 
 #: Largest spec file, YAML text or ``--set`` value read, in bytes (``TRAINYARD_SPEC_MAX_BYTES``).

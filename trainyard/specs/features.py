@@ -103,6 +103,34 @@ def input_dtype(spec: InputSpec) -> str:
     return "string" if spec.is_category else "float32"
 
 
+def input_signature(inputs: Mapping[str, InputSpec]) -> dict[str, dict[str, Any]]:
+    """What the saved model takes, per input: ``{"dtype", "shape": [None, columns], "columns", "type"}``."""
+    return {
+        name: {
+            "dtype": input_dtype(inp),
+            "shape": [None, len(inp.columns)],
+            "columns": list(inp.columns),
+            "type": inp.type,
+        }
+        for name, inp in inputs.items()
+    }
+
+
+def signature_from_document(document: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """:func:`input_signature` of a stored spec document's inputs; empty for a document that has none readable."""
+    from pydantic import ValidationError
+
+    raw = (document or {}).get("inputs")
+    if isinstance(raw, list):  # the Sequential shorthand, as a stored document never has it
+        raw = {"features": {"columns": raw}}
+    if not isinstance(raw, Mapping):
+        return {}
+    try:
+        return input_signature({str(k): InputSpec.model_validate(v) for k, v in raw.items()})
+    except ValidationError:
+        return {}
+
+
 # -- raw rows -> model inputs --------------------------------------------------------------------------
 
 
