@@ -107,6 +107,14 @@ SPEC_MAX_LAYERS = 1_000
 #: and saves a functional model by recursing over its graph; deeper graphs are refused before that.
 SPEC_MAX_DEPTH = 1_000
 
+#: Most parameters a spec's model may have (``TRAINYARD_SPEC_MAX_PARAMS``): 400 MB of float32 weights,
+#: generous for a model of tables. Counted from the shapes, before any weight is allocated.
+SPEC_MAX_PARAMS = 100_000_000
+
+#: A worker trains a model only if the host's available memory holds this many float32 copies of
+#: its weights (the weights, their gradients and two optimizer slots, as Adam keeps).
+TRAINING_WEIGHT_COPIES = 4
+
 #: Longest string in a spec (a key, a name, a path), in characters (``TRAINYARD_SPEC_MAX_STRING``).
 SPEC_MAX_STRING_CHARS = 4_096
 

@@ -40,7 +40,7 @@ from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.db.records import make_owner
 from trainyard.errors import Cancelled, DataError, Problem, StoreUnavailable, TrainyardError
 from trainyard.training import BaseSink, EpochMetrics
-from trainyard.worker import child
+from trainyard.worker import child, memory
 from trainyard.worker.lease import Lease
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,7 @@ def _run(
     partial = target.with_name(f"attempt-{_slug(owner)}-{job.attempts}.keras")
     try:
         spec = prepare_spec(store, job, settings)
+        memory.check_fits(spec)  # counted from the shapes, before anything is allocated
         if strategy is None:
             strategy = child.strategy()
         from trainyard import training
@@ -322,6 +323,10 @@ def _run(
         sink,
         test_mse=dict(result.test_mse or {}),
         val_mse=dict(result.val_mse or {}),
+        val_metrics=result.val_metrics,
+        test_metrics=result.test_metrics or {},
+        best_epoch=result.best_epoch,
+        stopped_epoch=result.stopped_epoch,
         model_path=str(target),
     )
 
