@@ -182,6 +182,7 @@ def train(
     import keras
 
     from trainyard.specs import build_model, fit_inputs, load_data, make_optimizer
+    from trainyard.specs.features import input_record
 
     if sink is None:
         sink = BaseSink()
@@ -245,7 +246,7 @@ def train(
     finally:
         sink.flush()  # every epoch reported is written before train returns or raises
 
-    _save(model, path)
+    _save(model, path, input_record(spec))
     val_mse = _mse(model, data.valid)
     test_mse = _mse(model, data.test) if data.test is not None and len(data.test) else None
     if backup is not None:
@@ -366,12 +367,22 @@ def _mse(model: keras.Model, split: Split) -> dict[str, float]:
     }
 
 
-def _save(model: keras.Model, path: Path) -> None:
-    """Write the model atomically: a reader never sees a half-written ``.keras`` file."""
+#: The entry of a saved ``.keras`` archive where trainyard records what the model takes (Keras
+#: ignores entries it does not know: the file still loads in plain Keras).
+MODEL_INFO_ENTRY = "trainyard.json"
+
+
+def _save(model: keras.Model, path: Path, info: dict[str, Any]) -> None:
+    """Write the model atomically, with ``info`` as its ``trainyard.json`` entry: a reader never sees a
+    half-written ``.keras`` file."""
+    import zipfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
         model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(MODEL_INFO_ENTRY, json.dumps(info, sort_keys=True))
         os.replace(tmp, path)
     except OSError as exc:
         raise TrainingError(f"cannot write the model to {str(path)!r}: {exc.strerror or exc}") from exc

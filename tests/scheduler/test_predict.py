@@ -199,3 +199,26 @@ def test_a_model_file_with_code_in_it_is_refused_by_safe_mode(home: Path, tmp_pa
     assert f"cannot load '{evil}' (in safe mode)" in result.stderr and "Lambda" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not marker.exists()
+
+
+def test_a_model_file_alone_predicts_the_same_as_its_job(job: int, trained, tmp_path: Path) -> None:
+    _, model_path, folder = trained
+    by_job, by_file = tmp_path / "job.csv", tmp_path / "file.csv"
+    for source, out in ((str(job), by_job), (str(model_path), by_file)):
+        result = CliRunner().invoke(main, ["predict", source, str(folder / "new.csv"), "--out", str(out)])
+        assert result.exit_code == 0, result.stderr
+    assert pd.read_csv(by_job).equals(pd.read_csv(by_file))
+    assert trainyard.predict(model_path, pd.read_csv(folder / "new.csv"))["price"].tolist() == pytest.approx(
+        pd.read_csv(by_file)["price"].tolist(), rel=1e-6
+    )
+
+
+def test_a_keras_file_without_trainyards_record_is_one_line(home: Path, tmp_path: Path) -> None:
+    import keras
+
+    x = keras.Input((1,), name="size")
+    keras.Model(x, {"price": keras.layers.Dense(1, name="price")(x)}).save(tmp_path / "other.keras")
+    pd.DataFrame({"size": [1.0]}).to_csv(tmp_path / "d.csv", index=False)
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "other.keras"), str(tmp_path / "d.csv")])
+    assert result.exit_code == 2
+    assert "does not record the columns its inputs take" in result.stderr

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.errors import DataError, Problem, TrainyardError
+from trainyard.training import MODEL_INFO_ENTRY
 
 if TYPE_CHECKING:
     import keras
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 
     from trainyard.specs.schema import InputSpec
 
-#: The entry of a ``.keras`` archive where trainyard records what it knows of the model.
-MODEL_INFO_ENTRY = "trainyard.json"
 
 #: The suffixes ``predict`` reads and writes.
 _CSV = (".csv",)
