@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.errors import DataError, Problem, TrainyardError
-from trainyard.training import MODEL_INFO_ENTRY
+from trainyard.specs.targets import MODEL_INFO_ENTRY
 
 if TYPE_CHECKING:
     import keras
@@ -139,7 +139,7 @@ def open_predictor(job_or_path: int | str | os.PathLike[str], *, settings: Setti
         isinstance(job_or_path, str) and (job_or_path.endswith(".keras") or os.sep in job_or_path)
     ):
         path = Path(job_or_path)
-        info = read_model_info(path)
+        info = _read_record(path)
         if info is None or not isinstance(info.get("inputs"), Mapping):
             raise PredictionError(
                 f"{str(path)!r} does not record the columns its inputs take (a model saved by another tool,"
@@ -154,7 +154,7 @@ def open_predictor(job_or_path: int | str | os.PathLike[str], *, settings: Setti
     if not job.model_path:
         raise PredictionError(f"job {job.id} is {job.state}: it has no model yet")
     spec = spec_from_document(job.spec_document or {})
-    info = read_model_info(Path(job.model_path)) or {}
+    info = _read_record(Path(job.model_path)) or {}
     options = spec.data.csv.read_options() if spec.data.csv is not None else {}
     info = {**info, "csv": info.get("csv", options)}
     targets = {name: out.target for name, out in spec.outputs.items()}
@@ -205,8 +205,10 @@ def _inputs_of(doc: Mapping[str, Any], source: str) -> dict[str, InputSpec]:
         raise PredictionError(f"{source}: its recorded inputs are not readable by this trainyard") from None
 
 
-def read_model_info(path: Path) -> dict[str, Any] | None:
-    """What trainyard recorded inside a ``.keras`` file (``inputs``, ``outputs``...), None without it."""
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The raw ``trainyard.json`` of a ``.keras`` file (:class:`~trainyard.specs.targets.ModelInfo`'s
+    ``inputs``, ``outputs``, ``csv``), None without it; unlike ``read_model_info`` it tells a missing
+    file and a file that is no archive apart."""
     try:
         with zipfile.ZipFile(path) as archive:
             if MODEL_INFO_ENTRY not in archive.namelist():
