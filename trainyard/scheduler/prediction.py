@@ -178,8 +178,10 @@ def _predictor(
         text = " ".join(str(exc).split())[:300]
         raise PredictionError(f"{source}: cannot load {str(path)!r} (in safe mode): {text}") from None
     recorded = info.get("outputs") if isinstance(info.get("outputs"), Mapping) else {}
+    # the spec's order (the job's spec, or as recorded), then any other output of the model
+    order = [n for n in [*(targets or {}), *recorded] if n in model.output_names]
     outputs = []
-    for name in model.output_names:
+    for name in dict.fromkeys([*order, *model.output_names]):
         entry = recorded.get(name) if isinstance(recorded.get(name), Mapping) else {}
         target = tuple(entry.get("target") or (targets or {}).get(name) or ())
         outputs.append(

@@ -100,7 +100,7 @@ class ModelInfo:
 def write_model_info(path: str | Path, info: ModelInfo) -> None:
     """Add the ``trainyard.json`` entry to a freshly saved ``.keras`` archive."""
     with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(MODEL_INFO_ENTRY, json.dumps(info.as_dict(), sort_keys=True))
+        archive.writestr(MODEL_INFO_ENTRY, json.dumps(info.as_dict()))  # the outputs in the spec's order
 
 
 def read_model_info(path: str | Path) -> ModelInfo | None:
