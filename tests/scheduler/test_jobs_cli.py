@@ -149,7 +149,7 @@ def test_jobs_lists_progress_latest_val_mse_and_state(store_url: str) -> None:
     table = ok("jobs").stdout
     line = next(row for row in table.splitlines() if row.split()[0] == str(first["id"]))
     assert line.split()[:5] == [str(first["id"]), "mlp", "running", "1/3", "2/4"]
-    assert "output=0.25" in line
+    assert "output MSE 0.25" in line
 
     listed = json.loads(ok("jobs", "--json").stdout)
     assert [j["id"] for j in listed] == [second["id"], first["id"]]
