@@ -59,6 +59,10 @@ class Settings:
     reconcile_seconds: float = defaults.RECONCILE_SECONDS
     backup_seconds: float = defaults.BACKUP_INTERVAL_SECONDS
 
+    def job_dir(self, job_id: int) -> Path:
+        """Where a job's files live: ``<artifact_root>/jobs/<id>`` (its model, card and backups)."""
+        return self.artifact_root / "jobs" / str(job_id)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

@@ -73,3 +73,7 @@ JOBS_LIST_LIMIT = 100
 #: A training run is backed up at the end of an epoch once this many seconds have passed since its
 #: last backup (every epoch, for epochs longer than that); a crash loses at most this much training.
 BACKUP_INTERVAL_SECONDS = 1.0
+
+#: Tags a job may carry (its spec's ``tags`` and ``submit --tag`` together), and the longest tag.
+MAX_TAGS = 32
+MAX_TAG_LENGTH = 64

@@ -18,7 +18,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from trainyard.config import redact_url
 from trainyard.db import engine as _engine
-from trainyard.db.models import EpochRow, JobRow, WorkerRow
+from trainyard.db.models import EpochRow, JobRow, TagRow, WorkerRow
 from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord
 from trainyard.db.store import Store, _epoch_record, _job_record, _worker_record, count_by_state
 
@@ -66,19 +66,22 @@ def read_dashboard(
     max_running: int,
     workers_since: datetime | None = None,
     max_workers: int = 100,
+    tag: str | None = None,
 ) -> DashboardRows:
     """The counts per state, the oldest queued job's creation time, the workers heard from since
     ``workers_since``, at most ``max_running`` running jobs (oldest start first) with their epochs,
-    and the ``recent`` most recently finished jobs (newest first)."""
+    and the ``recent`` most recently finished jobs (newest first). With ``tag``, only the jobs
+    carrying it count (each query then also reads the tag's index)."""
+    tagged = [JobRow.id.in_(sa.select(TagRow.job_id).where(TagRow.tag == tag))] if tag is not None else []
     with store._session() as session:
         if store.dialect == "postgresql":
             # One consistent view for the whole frame (the counts agree with the lists), and a
             # guarantee that the dashboard writes nothing. SQLite's read transaction is a snapshot already.
             session.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-        counts = count_by_state(session)
+        counts = count_by_state(session, tag=tag)
 
         oldest_queued_at = (
-            session.scalar(sa.select(sa.func.min(JobRow.created_at)).where(JobRow.state == JobState.QUEUED))
+            session.scalar(sa.select(sa.func.min(JobRow.created_at)).where(JobRow.state == JobState.QUEUED, *tagged))
             if counts[JobState.QUEUED]
             else None
         )
@@ -94,7 +97,7 @@ def read_dashboard(
                 _job_record(row)
                 for row in session.scalars(
                     sa.select(JobRow)
-                    .where(JobRow.state == JobState.RUNNING)
+                    .where(JobRow.state == JobState.RUNNING, *tagged)
                     .order_by(JobRow.started_at, JobRow.id)
                     .limit(max_running)
                 )
@@ -116,7 +119,7 @@ def read_dashboard(
                         _job_record(row)
                         for row in session.scalars(
                             sa.select(JobRow)
-                            .where(JobRow.state == state)
+                            .where(JobRow.state == state, *tagged)
                             .order_by(JobRow.updated_at.desc(), JobRow.id.desc())
                             .limit(recent)
                         )

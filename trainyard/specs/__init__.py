@@ -16,7 +16,7 @@ from trainyard.specs.builder import (
 )
 from trainyard.specs.data import Dataset, Split, data_fingerprint, data_paths, load_data, outside_roots
 from trainyard.specs.loader import load_spec, spec_from_document
-from trainyard.specs.schema import JobSpec
+from trainyard.specs.schema import JobSpec, tag_problem
 
 __all__ = [
     "Dataset",
@@ -33,5 +33,6 @@ __all__ = [
     "make_optimizer",
     "outside_roots",
     "spec_from_document",
+    "tag_problem",
     "validate_spec",
 ]
