@@ -58,8 +58,20 @@ class JobNotFound(StoreError):
     """A job id given by the user does not exist in the store."""
 
     def __init__(self, job_id: object) -> None:
-        super().__init__(f"no job with id {job_id!r}")
+        super().__init__(f"no job with id {short_value(job_id)}")
         self.job_id = job_id
+
+
+def short_value(value: object, keep: int = 24) -> str:
+    """A value the user gave, for a message: ``12``, ``'banana'``; a long one cut to a prefix."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() <= 80:
+            return str(value)
+        return f"<a number of about {int(value.bit_length() * 0.30103) + 1} digits>"  # str() refuses 4,300+
+    text = str(value)
+    if len(text) <= keep:
+        return repr(text)
+    return f"{text[:keep]!r}... ({len(text)} characters)"
 
 
 class InvalidTransition(StoreError):

@@ -22,6 +22,8 @@ import json
 import logging
 import math
 import os
+import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -378,9 +380,17 @@ class _Backup:
     it, so a process killed at any instant leaves the previous complete backup in force (Keras'
     ``BackupAndRestore`` writes its weights and its epoch number in place, one after the other: a
     kill in between resumed with a half-written file here).
+
+    Several runs may share the folder at once: a job's new owner, and its old owner that was paused
+    past its lease and has not yet noticed. So every file a run writes carries that run's own tag
+    (h5py locks a file while writing it: two writers of one name fail with "unable to lock file"),
+    a run never moves the pointer back to an epoch older than the one it points at, and it deletes
+    only backups older than its own. Whatever another run left (a temporary file, a newer backup)
+    is never an error; a pointer to a file that is gone falls back to the newest complete backup.
     """
 
     STATE = "state.json"
+    _WEIGHTS = re.compile(r"epoch-(\d+)(?:\.[0-9a-z-]+)?\.weights\.h5")
 
     def __init__(
         self, directory: Path, interval: float, *, before_save: Callable[[], None], may_save: Callable[[], bool]
@@ -389,24 +399,29 @@ class _Backup:
         self.interval = interval
         self.before_save = before_save  # the sink's flush, then its veto (see Sink)
         self.may_save = may_save
+        self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # this run's files (see above)
         self.last = time.monotonic()
         self.pending: tuple[int, list[np.ndarray]] | None = None
 
     def restore(self, model: keras.Model) -> int:
         """Load the last backup into ``model``; its epoch count, 0 without one, -1 if it is unusable."""
-        state_path = self.directory / self.STATE
-        if not state_path.exists():
+        pointed = self._pointed()
+        candidates = ([pointed] if pointed is not None else []) + sorted(
+            (found for found in self._complete() if found != pointed), reverse=True
+        )
+        if not candidates:
             return 0
-        try:
-            state = json.loads(state_path.read_text())
-            if model.optimizer is not None and not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
-            model.load_weights(self.directory / state["weights"])
-            return int(state["epoch"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            _log.warning("backup in %s is unusable (%s): training from the first epoch", self.directory, exc)
-            self.clear()
-            return -1
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        for epoch, name in candidates:
+            try:
+                model.load_weights(self.directory / name)
+                return epoch
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                _log.warning("backup %s in %s is unusable (%s)", name, self.directory, exc)
+        _log.warning("no usable backup in %s: training from the first epoch", self.directory)
+        self.clear()
+        return -1
 
     def epoch_end(self, model: keras.Model, epochs_done: int) -> None:
         """Back up now if the interval has passed; otherwise keep this epoch's state in memory."""
@@ -432,24 +447,51 @@ class _Backup:
         if not self.may_save():
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{epochs_done}.weights.h5"
+        name = f"epoch-{epochs_done}.{self.tag}.weights.h5"
         tmp = self.directory / f".tmp-{name}"
         model.save_weights(tmp)
         _fsync(tmp)
         os.replace(tmp, self.directory / name)
-        state_tmp = self.directory / f".tmp-{self.STATE}"
+        pointed = self._pointed()
+        if pointed is not None and pointed[0] > epochs_done:  # another run got further: its backup stays
+            (self.directory / name).unlink(missing_ok=True)
+            return
+        state_tmp = self.directory / f".tmp-{self.tag}-{self.STATE}"
         state_tmp.write_text(json.dumps({"epoch": epochs_done, "weights": name}))
         _fsync(state_tmp)
         os.replace(state_tmp, self.directory / self.STATE)
-        for old in self.directory.glob("epoch-*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        for epoch, old in self._complete():
+            if epoch < epochs_done:
+                (self.directory / old).unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Forget every backup (the run finished, or the backup could not be used)."""
         for entry in self.directory.glob("*"):
             if entry.is_file():
                 entry.unlink(missing_ok=True)
+
+    def _pointed(self) -> tuple[int, str] | None:
+        """``(epoch, weights file)`` that ``state.json`` names, None without a readable one."""
+        try:
+            state = json.loads((self.directory / self.STATE).read_text())
+            return int(state["epoch"]), str(state["weights"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                _log.warning("backup pointer in %s is unreadable (%s)", self.directory, exc)
+            return None
+
+    def _complete(self) -> list[tuple[int, str]]:
+        """Every complete backup in the folder (written under a temporary name, then renamed)."""
+        try:
+            names = [entry.name for entry in self.directory.iterdir()]
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            match = self._WEIGHTS.fullmatch(name)
+            if match:
+                found.append((int(match.group(1)), name))
+        return found
 
 
 def _state_variables(model: keras.Model) -> list[keras.Variable]:

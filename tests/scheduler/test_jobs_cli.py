@@ -290,3 +290,32 @@ def test_the_python_api_imports_neither_tensorflow_nor_celery_until_it_needs_the
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("job_id", ["9223372036854775808", "2147483648", "0", "9" * 5000, "²"])
+def test_ids_past_the_integer_range_are_no_job_on_every_command(store_url: str, tmp_path: Path, job_id: str) -> None:
+    """SQLite's INTEGER is 64-bit (a larger int raised ``OverflowError`` at bind time), PostgreSQL's
+    is 32-bit ("integer out of range"): an id neither can hold names no job, on both backends."""
+    [job] = submitted(MLP)  # the store exists and holds a job: only the id is wrong
+    shown = job_id if job_id.isascii() and len(job_id) < 30 else None
+    for command in (["show"], ["show", "--json"], ["cancel"], ["retry"], ["plot", "--out", str(tmp_path / "p.png")]):
+        result = cli(*command, job_id)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.startswith("error: no job with id ") and result.stderr.count("\n") == 1, result.stderr
+        if shown is not None:
+            assert result.stderr == f"error: no job with id {shown}\n"
+        assert len(result.stderr) < 120
+    assert Store.open(store_url).get_job(job["id"]).state is JobState.QUEUED
+    with pytest.raises(trainyard.JobNotFound):
+        trainyard.show(2**70_000)
+
+
+def test_a_priority_past_the_integer_range_is_refused_before_anything_is_stored(store_url: str) -> None:
+    for priority in ("2147483648", "-2147483649", "99999999999999999999"):
+        result = cli("submit", MLP, "--priority", priority, "--no-dispatch")
+        assert result.exit_code == 2, result.output
+        assert result.stderr == (
+            f"error: priority: expected an integer from -2147483648 to 2147483647, received {priority}\n"
+        )
+    assert Store.open(store_url).list_jobs() == []
+    assert submitted(MLP, "--priority", "2147483647")[0]["priority"] == 2147483647

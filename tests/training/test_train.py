@@ -281,6 +281,77 @@ def test_an_unusable_backup_means_training_from_the_first_epoch(tmp_path: Path) 
     assert result.val_mse == pytest.approx(straight.val_mse, rel=1e-6)
 
 
+def _crashed_run(spec, backup: Path, tmp_path: Path, after_epoch: int) -> None:
+    """A run killed after ``after_epoch`` epochs, each backed up: its backup of ``after_epoch - 1`` stays."""
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            spec,
+            Recorder(crash_after_epoch=after_epoch),
+            model_path=tmp_path / "crashed.keras",
+            backup_dir=backup,
+            backup_interval=0,
+        )
+
+
+def test_a_backup_file_another_process_holds_open_does_not_stop_a_run(tmp_path: Path) -> None:
+    """A job's old owner, paused while it wrote a backup, still holds that file open (and h5py's
+    lock on it) when the job's new owner backs up the same epoch: each run writes files of its own."""
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=5"])
+    backup = tmp_path / "backup"
+    _crashed_run(spec, backup, tmp_path, after_epoch=3)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, h5py\n"
+            "files = [h5py.File(p, 'w') for p in sys.argv[1:]]\n"
+            "print('holding', flush=True)\n"
+            "time.sleep(600)\n",
+            # the names every run used before backups had per-run names
+            *(str(backup / f".tmp-epoch-{n}.weights.h5") for n in range(3, 6)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        sink = Recorder()
+        result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.initial_epoch == 2 and [m.epoch for m in sink.epochs] == [3, 4, 5]
+    straight = train(spec, model_path=tmp_path / "s.keras")
+    assert result.val_mse == pytest.approx(straight.val_mse, rel=1e-6)
+
+
+def test_a_pointer_to_a_backup_that_is_gone_resumes_from_the_newest_complete_one(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=5"])
+    backup = tmp_path / "backup"
+    _crashed_run(spec, backup, tmp_path, after_epoch=3)
+    (backup / "state.json").write_text('{"epoch": 4, "weights": "epoch-4.deleted-by-someone.weights.h5"}')
+    sink = Recorder()
+    result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=0)
+    assert result.initial_epoch == 2 and [m.epoch for m in sink.epochs] == [3, 4, 5]
+
+
+def test_a_run_behind_another_never_moves_the_backup_back(tmp_path: Path) -> None:
+    """Two runs of one job back up into one folder (an old owner that has not yet seen it lost the
+    job, and the new one): the pointer stays on the later epoch, and the earlier run's files go."""
+    from trainyard.specs import build_model
+    from trainyard.training import _Backup
+
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=5"])
+    backup = tmp_path / "backup"
+    _crashed_run(spec, backup, tmp_path, after_epoch=5)  # the new owner: backed up epoch 4
+    ahead = json.loads((backup / "state.json").read_text())
+    behind = _Backup(backup, 0, before_save=lambda: None, may_save=lambda: True)
+    behind.save(build_model(spec, {}), 2)
+    assert json.loads((backup / "state.json").read_text()) == ahead
+    assert sorted(p.name for p in backup.iterdir()) == sorted(["state.json", ahead["weights"]])
+    assert ahead["epoch"] == 4
+
+
 def test_model_path_must_be_a_keras_file(tmp_path: Path) -> None:
     spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=1"])
     with pytest.raises(TrainingError, match=r"model_path: expected a file ending in \.keras"):

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+#: The largest id (and integer column value) every store holds: PostgreSQL's INTEGER is 32-bit
+#: (SQLite's is 64-bit). An id beyond it names no job on either backend.
+INT_MAX = 2**31 - 1
+
 
 def utcnow() -> datetime:
     """trainyard's clock: an aware UTC datetime (the store returns every timestamp aware, in UTC)."""

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from trainyard import defaults
 from trainyard.db import engine as _engine
 from trainyard.db.models import EpochRow, JobRow, SpecRow, TagRow, WorkerRow
 from trainyard.db.records import (
+    INT_MAX,
     OWNER_SEPARATOR,
     EpochRecord,
     JobRecord,
@@ -48,7 +50,7 @@ from trainyard.db.records import (
     owner_node,
     utcnow,
 )
-from trainyard.errors import InvalidTransition, JobNotFound, StoreError
+from trainyard.errors import InvalidTransition, JobNotFound, StoreError, short_value
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +250,11 @@ class Store:
         (``JobSpec.document()``); the job takes its name from the document's ``name`` and its epoch
         count from ``training.epochs``, and keeps the rest of the submission as its ``context``.
         """
-        if max_attempts < 1:
-            raise StoreError(f"max_attempts: expected a positive integer, received {max_attempts!r}")
+        if not 1 <= max_attempts <= INT_MAX:
+            raise StoreError(
+                f"max_attempts: expected an integer from 1 to {INT_MAX}, received {short_value(max_attempts)}"
+            )
+        check_priority(priority)
         now = utcnow()
         prepared = []
         tags: list[tuple[str, ...]] = []
@@ -299,6 +304,7 @@ class Store:
 
     def get_job(self, job_id: int) -> JobRecord:
         """The job with its spec document; raises :class:`JobNotFound`."""
+        _known_id(job_id)
         with self._session() as session:
             found = session.execute(
                 sa.select(JobRow, SpecRow.document, SpecRow.content_hash)
@@ -312,7 +318,7 @@ class Store:
 
     def get_jobs(self, job_ids: Iterable[int]) -> list[JobRecord]:
         """The jobs with these ids, in the order given; raises :class:`JobNotFound` for the first missing."""
-        ids = list(job_ids)
+        ids = [_known_id(job_id) for job_id in job_ids]
         with self._session() as session:
             rows = {row.id: row for row in session.scalars(sa.select(JobRow).where(JobRow.id.in_(ids)))}
             tags = _tags_of(session, list(rows))
@@ -324,7 +330,7 @@ class Store:
     def get_spec(self, spec_id: int) -> SpecRecord:
         """A stored spec; raises :class:`StoreError` when it does not exist."""
         with self._session() as session:
-            row = session.get(SpecRow, spec_id)
+            row = session.get(SpecRow, spec_id) if _in_range(spec_id) else None
             if row is None:
                 raise StoreError(f"job store {self.name}: no spec with id {spec_id!r}")
             return SpecRecord(row.id, row.name, row.content_hash, row.document, row.created_at)
@@ -383,7 +389,7 @@ class Store:
             raise StoreError(f"job store {self.name}: this store does not record sweeps; select jobs by id or --tag")
         query = sa.select(JobRow, SpecRow.document, SpecRow.content_hash).join(SpecRow, SpecRow.id == JobRow.spec_id)
         if job_ids is not None:
-            ids = list(dict.fromkeys(job_ids))
+            ids = list(dict.fromkeys(_known_id(job_id) for job_id in job_ids))
             query = query.where(JobRow.id.in_(ids))
         if tag is not None:
             query = query.where(JobRow.id.in_(sa.select(TagRow.job_id).where(TagRow.tag == tag)))
@@ -432,7 +438,7 @@ class Store:
         A job that is not finished (queued, running, or retried since the caller looked) is left
         alone and not returned. Spec documents no other job uses go with them.
         """
-        ids = sorted(set(job_ids))
+        ids = sorted({job_id for job_id in job_ids if _in_range(job_id)})
         finished = JobState.finished_states()
         deleted: list[JobRecord] = []
         with self._session(write=True) as session:
@@ -464,6 +470,7 @@ class Store:
 
     def epochs(self, job_id: int) -> list[EpochRecord]:
         """The recorded epochs of a job, in order; raises :class:`JobNotFound`."""
+        _known_id(job_id)
         with self._session() as session:
             if session.get(JobRow, job_id) is None:
                 raise JobNotFound(job_id)
@@ -473,6 +480,7 @@ class Store:
     def request_cancel(self, job_id: int) -> JobRecord:
         """Cancel a job: a queued one is cancelled at once, a running one gets ``cancel_requested``
         (its worker stops it at the next batch boundary). A finished job raises :class:`InvalidTransition`."""
+        _known_id(job_id)
         now = utcnow()
         with self._session(write=True) as session:
             if self._move(
@@ -494,6 +502,7 @@ class Store:
 
     def retry(self, job_id: int) -> JobRecord:
         """Queue a failed or cancelled job again, from scratch: attempts, epochs and results are reset."""
+        _known_id(job_id)
         now = utcnow()
         with self._session(write=True) as session:
             moved = self._move(
@@ -924,6 +933,33 @@ class Store:
     def _raise_lost(self, session: Session, job_id: int, owner: str) -> None:
         job = self._job_in(session, job_id)
         raise LeaseLost(job_id, owner, job.state, job.lease_owner)
+
+
+def check_priority(priority: int) -> int:
+    """``priority`` if both stores hold it (a 32-bit integer), else :class:`StoreError` saying so."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -INT_MAX - 1 <= priority <= INT_MAX:
+        raise StoreError(
+            f"priority: expected an integer from {-INT_MAX - 1} to {INT_MAX}, received {short_value(priority)}"
+        )
+    return priority
+
+
+def _in_range(row_id: Any) -> bool:
+    """An id some row could have: an int from 1 to ``INT_MAX`` (PostgreSQL's INTEGER; SQLite's
+    64-bit one raises ``OverflowError`` at bind time past 2**63)."""
+    if isinstance(row_id, bool):
+        return False
+    try:
+        return 1 <= operator.index(row_id) <= INT_MAX
+    except TypeError:
+        return False
+
+
+def _known_id(job_id: Any) -> int:
+    """``job_id`` if a job could have it, else :class:`JobNotFound` without asking the database."""
+    if not _in_range(job_id):
+        raise JobNotFound(job_id)
+    return operator.index(job_id)
 
 
 def _doc_name(document: Mapping[str, Any]) -> str:

@@ -29,15 +29,24 @@ def open_store(settings: Settings | None = None) -> Store:
 
 
 def parse_job_id(value: object) -> int:
-    """``"12"`` or ``12`` -> 12; anything else is a :class:`JobNotFound` naming what was given."""
+    """``"12"``, ``"#12"`` or ``12`` -> 12; anything else is a :class:`JobNotFound` naming what was given.
+
+    Only ASCII digits count (``"²"`` is a digit to ``str.isdigit`` but not to ``int``), and only as
+    many as an id can have: the store refuses ids past its integer range the same way.
+    """
     if isinstance(value, bool):
         raise JobNotFound(value)
     if isinstance(value, int):
         return value
     text = str(value).strip().lstrip("#")
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= _ID_DIGITS:
         return int(text)
     raise JobNotFound(value)
+
+
+#: More digits than this cannot be an id (the largest, ``records.INT_MAX``, has 10); a longer
+#: string is never turned into an int (Python refuses to print ints of 4,300 digits or more).
+_ID_DIGITS = 20
 
 
 def submit(
@@ -60,8 +69,10 @@ def submit(
     """
     from trainyard import lineage
     from trainyard.db import spec_hash
+    from trainyard.db.store import check_priority
     from trainyard.specs import data_fingerprint, load_spec, outside_roots, tag_problem, validate_spec
 
+    check_priority(priority)  # before the specs are validated: that imports TensorFlow
     settings = settings or Settings.from_env()
     roots, label = submit_data_roots(settings)
     sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)

@@ -16,6 +16,7 @@ attempt resumes from the last completed epoch (``backup_dir``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -200,11 +201,12 @@ def _run(
         if lease.lost:
             return None
         return _end(store, job, owner, JobState.FAILED, settings, error=str(exc))
-    except OSError as exc:  # the disk is full or the artifact folder unwritable (backups, model)
+    except OSError as exc:  # a file of the job cannot be written (a full disk, an unwritable folder...)
         _discard(partial)
-        log.warning("job %s: cannot write its files: %s", job.id, exc)
-        if lease.lost:
+        if lease.lost:  # the job's new owner may have removed or replaced the files: not this run's business
+            log.info("job %s: stopped, lease lost (%s); nothing more written", job.id, exc)
             return None
+        log.warning("job %s: cannot write its files: %s", job.id, exc)
         return _end(store, job, owner, JobState.FAILED, settings, error=_write_error(settings, job.id, exc))
     except Exception as exc:  # a bug or a TensorFlow error (out of memory...): fail the job, keep the worker
         _discard(partial)
@@ -327,8 +329,11 @@ def prepare_spec(store: Store, job: JobRecord, settings: Settings) -> Any:
 
 
 def _write_error(settings: Settings, job_id: int, exc: OSError) -> str:
-    """``cannot write the job's files in <dir>: No space left on device`` (h5py's long text reduced to its errno)."""
+    """``cannot write the job's files in <dir>: No space left on device`` (h5py's long text reduced to
+    its errno): the error as it is, a full disk only when the disk is full."""
     reason = os.strerror(exc.errno) if exc.errno else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in str(exc):
+        reason = f"another process holds a lock on one of them ({reason})"
     return f"cannot write the job's files in {job_dir(settings, job_id)}: {reason}"
 
 
