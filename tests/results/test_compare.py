@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import document
+from results_builders import document
 
 from trainyard.cli import main
 from trainyard.db import JobState, Store

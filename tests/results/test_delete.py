@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import document
+from results_builders import document
 from worker_fixtures import write_spec
 
 from trainyard.cli import main

@@ -377,15 +377,17 @@ def render(comparison: Comparison, width: int) -> list[Any]:
     texts = []
     for section in sections:
         columns = [*fixed, *section]
-        out = Text(no_wrap=True, overflow="crop")
-        out.append((" " * GAP).join(cell(headers[i], i) for i in columns).rstrip(), style="bold")
+        lines = [Text((" " * GAP).join(cell(headers[i], i) for i in columns).rstrip(), style="bold")]
         for row in rows:
-            out.append("\n")
+            line = Text()
             for n, index in enumerate(columns):
                 if n:
-                    out.append(" " * GAP)
+                    line.append(" " * GAP)
                 text, style = row[index]
-                out.append(cell(text, index), style=style)
-            out.rstrip()
+                line.append(cell(text, index), style=style)
+            line.rstrip()
+            lines.append(line)
+        out = Text("\n", no_wrap=True, overflow="crop").join(lines)
+        out.no_wrap, out.overflow = True, "crop"
         texts.append(out)
     return texts
