@@ -120,8 +120,9 @@ def test_there_is_no_import_cycle() -> None:
 def test_an_import_inside_a_function_that_closes_a_circle_is_found() -> None:
     sources = dict(SOURCES)
     sources["trainyard.specs.schema"] += "\n\ndef late():\n    from trainyard.specs.graph import resolve_graph\n"
-    assert ["trainyard.specs.graph", "trainyard.specs.schema", "trainyard.specs.graph"] in find_cycles(
-        import_graph(sources)
+    cycles = find_cycles(import_graph(sources))
+    assert any(
+        cycle[0] == cycle[-1] and {"trainyard.specs.graph", "trainyard.specs.schema"} <= set(cycle) for cycle in cycles
     )
 
 

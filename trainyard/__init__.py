@@ -21,11 +21,11 @@ from trainyard.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from trainyard.scheduler import cancel, jobs, retry, show, submit
+    from trainyard.scheduler import cancel, jobs, predict, retry, show, submit
 
 # The job operations are imported on first use, so ``import trainyard`` stays light
 # (neither the store nor TensorFlow or Celery).
-_LAZY = {"cancel", "jobs", "retry", "show", "submit"}
+_LAZY = {"cancel", "jobs", "predict", "retry", "show", "submit"}
 
 
 def __getattr__(name: str) -> Any:
@@ -48,6 +48,7 @@ __all__ = [
     "__version__",
     "cancel",
     "jobs",
+    "predict",
     "retry",
     "show",
     "submit",

@@ -74,6 +74,46 @@ JOBS_LIST_LIMIT = 100
 #: last backup (every epoch, for epochs longer than that); a crash loses at most this much training.
 BACKUP_INTERVAL_SECONDS = 1.0
 
+#: A category input keeps at most this many of each column's most frequent values (``max_categories``).
+MAX_CATEGORIES = 1000
+
+#: Largest embedding width the default rule (``1.6 * categories ** 0.56``) gives a category column.
+EMBEDDING_DIM_MAX = 50
+
+#: Rows ``trainyard predict`` reads, predicts and writes at a time: its memory is bounded by this, not the file.
+PREDICT_CHUNK_ROWS = 100_000
+
+# -- what one spec may cost (each raised by the environment variable named; see trainyard.specs.limits)
+
+#: Largest spec file, YAML text or ``--set`` value read, in bytes (``TRAINYARD_SPEC_MAX_BYTES``).
+SPEC_MAX_BYTES = 1024 * 1024
+
+#: Most values (mappings, lists and scalars) a spec may hold once its YAML aliases are expanded
+#: (``TRAINYARD_SPEC_MAX_NODES``). Aliases are fine; a 1 KB file expanding to 10^9 values is not.
+SPEC_MAX_NODES = 100_000
+
+#: Deepest nesting of mappings and lists in a spec, the top mapping being level 1 (``TRAINYARD_SPEC_MAX_NESTING``).
+SPEC_MAX_NESTING = 32
+
+#: Most layers in a spec (``TRAINYARD_SPEC_MAX_LAYERS``).
+SPEC_MAX_LAYERS = 1_000
+
+#: Most layers on one path from an input to an output (``TRAINYARD_SPEC_MAX_DEPTH``). Keras builds
+#: and saves a functional model by recursing over its graph; deeper graphs are refused before that.
+SPEC_MAX_DEPTH = 1_000
+
+#: Longest string in a spec (a key, a name, a path), in characters (``TRAINYARD_SPEC_MAX_STRING``).
+SPEC_MAX_STRING_CHARS = 4_096
+
+#: Longest number written in a spec, in characters or digits (``TRAINYARD_SPEC_MAX_NUMBER``).
+SPEC_MAX_NUMBER_CHARS = 100
+
+#: Characters of a received value an error message shows (a longer value is cut, its size said).
+MESSAGE_VALUE_CHARS = 60
+
+#: Longest path or message of one problem; anything longer is cut (a message is one line, not a dump).
+PROBLEM_MAX_CHARS = 500
+
 #: Tags a job may carry (its spec's ``tags`` and ``submit --tag`` together), and the longest tag.
 MAX_TAGS = 32
 MAX_TAG_LENGTH = 64

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainyard import defaults
+
 
 class TrainyardError(Exception):
     """Root of every error trainyard raises on purpose; the CLI prints it and exits 2."""
@@ -18,8 +20,20 @@ class Problem:
     path: str
     message: str
 
+    def __post_init__(self) -> None:
+        # one problem is one line: a huge key or value never turns into a huge message
+        object.__setattr__(self, "path", cut(self.path, defaults.PROBLEM_MAX_CHARS // 2))
+        object.__setattr__(self, "message", cut(self.message))
+
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def cut(text: str, limit: int = defaults.PROBLEM_MAX_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 30, 10)]}... ({len(text):,} characters)"
 
 
 class SpecError(TrainyardError):

@@ -181,7 +181,7 @@ def train(
     """
     import keras
 
-    from trainyard.specs import build_model, load_data, make_optimizer
+    from trainyard.specs import build_model, fit_inputs, load_data, make_optimizer
 
     if sink is None:
         sink = BaseSink()
@@ -197,12 +197,12 @@ def train(
 
     steps = math.ceil(len(data.train) / spec.training.batch_size)
     per_execution = 1 if replicas > 1 else max(1, min(steps, MAX_STEPS_PER_EXECUTION))
-    normalization = {name: _moments(data.train.x[name]) for name, inp in spec.inputs.items() if inp.normalize}
+    stats = fit_inputs(spec.inputs, data.train.x)  # vocabularies, filled-in values, normalisation
 
     def compiled_model() -> keras.Model:
         keras.utils.set_random_seed(spec.training.seed)
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            model = build_model(spec, normalization)
+            model = build_model(spec, stats)
             model.compile(
                 optimizer=make_optimizer(spec),
                 loss={name: out.loss for name, out in spec.outputs.items()},
@@ -294,7 +294,7 @@ def _fit_batches(split: Split, batch_size: int, shuffle: bool) -> tf.data.Datase
     """
     from keras.src.trainers.data_adapters import get_data_adapter
 
-    adapter = get_data_adapter(split.x, split.y, batch_size=batch_size, shuffle=shuffle)
+    adapter = get_data_adapter(tensors(split.x), split.y, batch_size=batch_size, shuffle=shuffle)
     return adapter.get_tf_dataset()
 
 
@@ -332,12 +332,16 @@ def _validator(model: keras.Model, spec: JobSpec, split: Split) -> Callable[[], 
     return run
 
 
-def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (population) variance per column, as Normalization.adapt computes them."""
-    import numpy as np
+def tensors(x: dict[str, np.ndarray], *, every: bool = False) -> dict[str, Any]:
+    """Model inputs as Keras takes them: string (object) arrays as ``tf.string`` tensors (Keras' array
+    adapters and ``predict`` refuse numpy string arrays), the others as they are, or, with ``every``
+    (for calling the model directly, which refuses a mix), as tensors too."""
+    import tensorflow as tf
 
-    x64 = x.astype(np.float64)
-    return x64.mean(axis=0), x64.var(axis=0)
+    return {
+        name: tf.constant(v, dtype=tf.string) if v.dtype == object else tf.constant(v) if every else v
+        for name, v in x.items()
+    }
 
 
 def _mse(model: keras.Model, split: Split) -> dict[str, float]:
@@ -350,7 +354,7 @@ def _mse(model: keras.Model, split: Split) -> dict[str, float]:
 
     parts: dict[str, list[np.ndarray]] = {name: [] for name in split.y}
     for start in range(0, len(split), EVAL_BATCH_SIZE):
-        rows = {name: x[start : start + EVAL_BATCH_SIZE] for name, x in split.x.items()}
+        rows = tensors({name: x[start : start + EVAL_BATCH_SIZE] for name, x in split.x.items()}, every=True)
         predictions = model(rows, training=False)
         if not isinstance(predictions, dict):
             predictions = dict(zip(split.y, predictions if isinstance(predictions, (list, tuple)) else [predictions]))

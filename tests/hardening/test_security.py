@@ -225,6 +225,18 @@ def test_every_model_load_in_trainyard_uses_safe_mode() -> None:
     assert offenders == []
 
 
+def test_the_lint_reads_the_load_of_trainyard_predict() -> None:
+    """``trainyard predict`` loads files users hand it: the lint above covers that load, and would
+    report it if its safe mode were turned off."""
+    path = PACKAGE / "scheduler" / "prediction.py"
+    source = path.read_text()
+    assert source.count("load_model(") == 1 and unsafe_model_loads(source, "prediction.py") == []
+    flipped = source.replace("safe_mode=True", "safe_mode=False")
+    assert [o.split(": ", 1)[1] for o in unsafe_model_loads(flipped, "prediction.py")] == [
+        "keras.saving.load_model(..., safe_mode=False)"
+    ]
+
+
 @pytest.mark.slow
 def test_the_models_trainyard_saves_load_in_safe_mode(home: Path, tmp_path: Path) -> None:
     import keras

@@ -8,32 +8,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainyard.specs import Split, build_model, load_data, load_spec, make_optimizer
-from trainyard.training import _fit_batches, train
+from trainyard.specs import Split, build_model, fit_inputs, load_data, load_spec, make_optimizer
+from trainyard.training import _fit_batches, tensors, train
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 
 def _plain_fit_val_mse(spec, data) -> dict[str, float]:
-    """What the article's script does: build, compile, fit on arrays with shuffling, default batches."""
+    """What the article's script does: build, compile, fit on arrays with shuffling, default batches
+    (the same preprocessing layers inside the model, string columns as tf.string tensors)."""
     import keras
 
     keras.utils.set_random_seed(spec.training.seed)
-    model = build_model(spec)
+    model = build_model(spec, fit_inputs(spec.inputs, data.train.x))
     model.compile(
         optimizer=make_optimizer(spec),
         loss={name: out.loss for name, out in spec.outputs.items()},
         loss_weights={name: out.weight for name, out in spec.outputs.items()},
     )
     model.fit(
-        data.train.x,
+        tensors(data.train.x),
         data.train.y,
         epochs=spec.training.epochs,
         batch_size=spec.training.batch_size,
-        validation_data=(data.valid.x, data.valid.y),
+        validation_data=(tensors(data.valid.x), data.valid.y),
         verbose=0,
     )
-    predictions = model.predict(data.valid.x, verbose=0)
+    predictions = model.predict(tensors(data.valid.x), verbose=0)
     if not isinstance(predictions, dict):
         predictions = dict(zip(spec.outputs, predictions if isinstance(predictions, list) else [predictions]))
     return {
@@ -42,9 +43,41 @@ def _plain_fit_val_mse(spec, data) -> dict[str, float]:
     }
 
 
-@pytest.mark.parametrize("filename", ["mlp.yaml", "multi_output.yaml"])
+def _table_with_categories(folder: Path) -> Path:
+    """Rows of my own making: a text and an integer category column, numbers with missing values."""
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    n = 300
+    city = rng.choice(["Paris", "Lyon", "Nice", None], size=n, p=[0.4, 0.3, 0.2, 0.1])
+    zone = rng.integers(1, 6, size=n)
+    size = rng.normal(50, 10, size=n)
+    size[rng.random(n) < 0.1] = np.nan
+    price = np.nan_to_num(size, nan=50) * 0.1 + zone + (city == "Paris") * 2 + rng.normal(0, 0.1, size=n)
+    path = folder / "cities.csv"
+    pd.DataFrame({"city": city, "zone": zone, "size": size, "price": price}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("filename", ["mlp.yaml", "multi_output.yaml", "categories"])
 def test_train_ends_with_the_weights_of_plain_model_fit(filename: str, tmp_path: Path) -> None:
-    spec = load_spec(SPECS / filename, overrides=["training.epochs=4"])
+    if filename == "categories":
+        spec = load_spec(
+            {
+                "name": "categories",
+                "data": {"source": str(_table_with_categories(tmp_path))},
+                "inputs": {
+                    "size": {"columns": ["size"], "missing": "mean", "missing_indicator": True, "normalize": True},
+                    "place": {"columns": ["city", "zone"], "type": "category"},
+                    "city": {"columns": ["city"], "type": "category", "encoding": "embedding", "embedding_dim": 2},
+                },
+                "layers": [{"type": "Concatenate", "input": ["size", "place", "city"]}, {"type": "Dense", "units": 4}],
+                "outputs": {"price": {"target": "price"}},
+                "training": {"epochs": 4, "optimizer": {"name": "adam", "learning_rate": 0.01}},
+            }
+        )
+    else:
+        spec = load_spec(SPECS / filename, overrides=["training.epochs=4"])
     assert spec.training.shuffle  # the default, as in the article's fit
     data = load_data(spec)
     expected = _plain_fit_val_mse(spec, data)

@@ -158,6 +158,19 @@ def show(job: str, as_json: bool) -> None:
         _console().print(job_panel(record, epochs))
 
 
+def _model_inputs(job: JobRecord) -> str | None:
+    """``numbers: float32 (rows, 8) of a, b, ...; ocean: string (rows, 1) of ocean_proximity``."""
+    from trainyard.specs.features import signature_from_document
+
+    if not job.model_path:
+        return None
+    parts = [
+        f"{name}: {sig['dtype']} (rows, {sig['shape'][1]}) of {', '.join(sig['columns'])}"
+        for name, sig in signature_from_document(job.spec_document).items()
+    ]
+    return "; ".join(parts) or None
+
+
 def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
     """What ``trainyard show`` prints: the job's facts, then one line per recorded epoch."""
     from rich.console import Group
@@ -176,6 +189,7 @@ def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
         ("val MSE", format_mse_map(job.val_mse) or None),
         ("test MSE", format_mse_map(job.test_mse) or None),
         ("model", job.model_path),
+        ("model inputs", _model_inputs(job)),
         ("error", job.error),
         ("worker", job.lease_owner if job.state is JobState.RUNNING else None),
         ("tags", " ".join(job.tags) or None),

@@ -29,7 +29,7 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
     Exits 0 when every spec is valid; otherwise prints every problem of every file and exits 2.
     """
     quiet_tensorflow()
-    from trainyard.specs import load_spec, validate_spec
+    from trainyard.specs import input_stats, load_spec, validate_spec
 
     out = Console()
     err = Console(stderr=True)
@@ -38,6 +38,7 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
         try:
             spec = load_spec(path, overrides=overrides)
             summary = validate_spec(spec)
+            stats = input_stats(spec)
         except SpecError as exc:
             failed += 1
             count = len(exc.problems)
@@ -62,6 +63,15 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
             f" non-trainable {summary.non_trainable_params:,})",
             highlight=False,
         )
+        columns = Table(
+            title="inputs: what each column becomes (learned from the training split)", title_justify="left"
+        )
+        for heading in ("input", "column", "type", "becomes"):
+            columns.add_column(heading, overflow="fold")
+        for name, fitted in stats.items():
+            for i, (column, kind, becomes) in enumerate(fitted.describe()):
+                columns.add_row(name if i == 0 else "", column, kind, becomes)
+        out.print(columns)
     if failed:
         sys.exit(2)
 

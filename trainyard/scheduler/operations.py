@@ -200,6 +200,8 @@ def retry(job_ids: Iterable[int | str], dispatch: bool = True, *, settings: Sett
 
 def job_document(job: JobRecord, epochs: Sequence[EpochRecord]) -> dict[str, Any]:
     """Everything about one job: the object ``trainyard show --json`` prints."""
+    from trainyard.specs.features import signature_from_document
+
     return {
         **job_json(job),
         "epochs": [
@@ -215,6 +217,7 @@ def job_document(job: JobRecord, epochs: Sequence[EpochRecord]) -> dict[str, Any
             for e in epochs
         ],
         "model_path": job.model_path,
+        "model_inputs": signature_from_document(job.spec_document),
         "lease_owner": job.lease_owner,
         "lease_expires_at": isoformat(job.lease_expires_at),
         "dispatched_at": isoformat(job.dispatched_at),

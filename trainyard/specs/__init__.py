@@ -14,12 +14,14 @@ from trainyard.specs.builder import (
     make_optimizer,
     validate_spec,
 )
-from trainyard.specs.data import Dataset, Split, data_fingerprint, data_paths, load_data, outside_roots
+from trainyard.specs.data import Dataset, Split, data_fingerprint, data_paths, input_stats, load_data, outside_roots
+from trainyard.specs.features import InputStats, fit_inputs, model_inputs
 from trainyard.specs.loader import load_spec, spec_from_document
 from trainyard.specs.schema import JobSpec, tag_problem
 
 __all__ = [
     "Dataset",
+    "InputStats",
     "JobSpec",
     "LayerSummary",
     "ModelSummary",
@@ -28,9 +30,12 @@ __all__ = [
     "build_model",
     "data_fingerprint",
     "data_paths",
+    "fit_inputs",
+    "input_stats",
     "load_data",
     "load_spec",
     "make_optimizer",
+    "model_inputs",
     "outside_roots",
     "spec_from_document",
     "tag_problem",

@@ -11,13 +11,17 @@ import inspect
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainyard.errors import Problem, SpecError
+from trainyard.specs.data import input_stats
+from trainyard.specs.features import InputStats, input_dtype, layer_names, preprocess
 from trainyard.specs.graph import build_order
+from trainyard.specs.limits import shown
 from trainyard.specs.schema import JobSpec, did_you_mean
 
 if TYPE_CHECKING:
@@ -92,12 +96,14 @@ def validate_spec(spec: JobSpec) -> ModelSummary:
     A spec whose inputs, layers, outputs and optimizer equal those of one already validated in this
     process is not built again (a sweep over seeds or epochs submits thousands of such specs).
     """
-    key = _build_key(spec)
+    # category inputs are as wide as their vocabularies: those come from the training split
+    stats = input_stats(spec) if any(inp.is_category for inp in spec.inputs.values()) else None
+    key = _build_key(spec, stats)
     cached = _validated.get(key)
     if cached is not None:
         _validated.move_to_end(key)
         return dataclasses.replace(cached, name=spec.name)
-    model = build_model(spec)
+    model = build_model(spec, stats)
     problems = check_optimizer(spec)
     if problems:
         raise SpecError(problems)
@@ -108,19 +114,22 @@ def validate_spec(spec: JobSpec) -> ModelSummary:
     return summary
 
 
-def _build_key(spec: JobSpec) -> str:
+def _build_key(spec: JobSpec, stats: Mapping[str, InputStats] | None) -> str:
     """Everything :func:`build_model` and :func:`check_optimizer` read, as one string (not data, seed, epochs)."""
     doc = spec.document()
-    parts = {k: doc[k] for k in ("inputs", "layers", "outputs")}
+    parts: dict[str, Any] = {k: doc[k] for k in ("inputs", "layers", "outputs")}
+    parts["vocabularies"] = {name: [len(c.vocabulary) for c in s.columns] for name, s in (stats or {}).items()}
     parts["optimizer"] = doc["training"]["optimizer"]
     return json.dumps(parts, sort_keys=True, default=repr)
 
 
-def build_model(spec: JobSpec, normalization: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> keras.Model:
+def build_model(spec: JobSpec, stats: Mapping[str, InputStats] | None = None) -> keras.Model:
     """The functional Keras model of a resolved spec. Named inputs and outputs; dict in, dict out.
 
-    ``normalization`` maps each ``normalize: true`` input to the (mean, variance) of its training
-    split; without it (validation only), the Normalization layers get neutral statistics.
+    Each input is one ``keras.Input`` named after it (float32, or string for a category input),
+    prepared inside the model as :mod:`trainyard.specs.features` says. ``stats`` are the training
+    split's statistics (:func:`~trainyard.specs.features.fit_inputs`); without them (a shape check)
+    normalisation is neutral and vocabularies have one entry.
     """
     import keras
 
@@ -137,13 +146,9 @@ def build_model(spec: JobSpec, normalization: dict[str, tuple[np.ndarray, np.nda
     tensors: dict[str, Any] = {}
     model_inputs: dict[str, Any] = {}
     for name, inp in spec.inputs.items():
-        tensor = keras.Input(shape=(len(inp.columns),), name=name, dtype="float32")
+        tensor = keras.Input(shape=(len(inp.columns),), name=name, dtype=input_dtype(inp))
         model_inputs[name] = tensor
-        if inp.normalize:
-            mean, variance = (normalization or {}).get(name, (np.zeros(len(inp.columns)), np.ones(len(inp.columns))))
-            norm = keras.layers.Normalization(mean=mean, variance=variance, name=f"{name}_normalization")
-            tensor = norm(tensor)
-        tensors[name] = tensor
+        tensors[name] = preprocess(name, inp, tensor, (stats or {}).get(name))
 
     index = {layer.name: i for i, layer in enumerate(spec.layers)}
     for layer in build_order(spec):
@@ -207,7 +212,7 @@ def check_optimizer(spec: JobSpec) -> list[Problem]:
         if key not in allowed:
             problems.append(Problem(path, f"unknown argument for {cls.__name__}{did_you_mean(key, allowed)}"))
         elif not isinstance(value, (int, float, bool, str)) and value is not None:
-            problems.append(Problem(path, f"expected a number, received {value!r}"))
+            problems.append(Problem(path, f"expected a number, received {shown(value)}"))
     if problems:
         return problems
     try:
@@ -220,14 +225,14 @@ def check_optimizer(spec: JobSpec) -> list[Problem]:
 def summarize(spec: JobSpec, model: keras.Model) -> ModelSummary:
     """The layer table of a built model (shapes and parameter counts), detached from Keras."""
     layers = []
-    inbound = _layer_inputs(spec)
+    inbound, kinds = _layer_inputs(spec)
     # inputs first, then Keras' topological order (which interleaves inputs where they are first used)
     ordered = sorted(model.layers, key=lambda layer: type(layer).__name__ != "InputLayer")
     for layer in ordered:
         layers.append(
             LayerSummary(
                 name=layer.name,
-                type=type(layer).__name__,
+                type=kinds.get(layer.name, type(layer).__name__),
                 output_shape=tuple(layer.output.shape),
                 params=int(layer.count_params()) if layer.built else 0,
                 inputs=inbound.get(layer.name, ()),
@@ -244,23 +249,28 @@ def summarize(spec: JobSpec, model: keras.Model) -> ModelSummary:
     )
 
 
-def _layer_inputs(spec: JobSpec) -> dict[str, tuple[str, ...]]:
-    """The names of the layers feeding each layer of the model :func:`build_model` makes of a resolved spec.
+def _layer_inputs(spec: JobSpec) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """The names of the layers feeding each layer of the model :func:`build_model` makes of a resolved
+    spec, and the type to show for its preprocessing sub-models.
 
     Read from the spec, which is what the model was built from (Keras keeps the same graph only in
-    private attributes): an input feeds nothing but its ``<input>_normalization`` layer when it is
-    normalised, and that layer stands in for the input wherever the input is referenced.
+    private attributes): an input feeds its preprocessing layers (``<input>_normalization``...), and
+    the last of them stands in for the input wherever the input is referenced.
     """
+    inputs: dict[str, tuple[str, ...]] = {name: () for name in spec.inputs}
+    kinds: dict[str, str] = {}
+    ends: dict[str, str] = {}
+    for name, inp in spec.inputs.items():
+        inbound, shown, ends[name] = layer_names(name, inp)
+        inputs.update(inbound)
+        kinds.update(shown)
 
     def source(ref: str) -> str:
-        inp = spec.inputs.get(ref)
-        return f"{ref}_normalization" if inp is not None and inp.normalize else ref
+        return ends.get(ref, ref)
 
-    inputs: dict[str, tuple[str, ...]] = {name: () for name in spec.inputs}
-    inputs.update({f"{name}_normalization": (name,) for name, inp in spec.inputs.items() if inp.normalize})
     inputs.update({layer.name: tuple(source(ref) for ref in layer.input or ()) for layer in spec.layers})
     inputs.update({name: (source(out.input),) for name, out in spec.outputs.items() if out.input})
-    return inputs
+    return inputs, kinds
 
 
 def allowed_layer_types() -> list[str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from trainyard.errors import Problem
+from trainyard.specs.features import layer_names
+from trainyard.specs.limits import Limits, shown
 from trainyard.specs.schema import JobSpec, LayerSpec
 
 #: Argument keys whose value Keras deserialises into arbitrary objects when given as a mapping.
@@ -30,8 +32,8 @@ def resolve_graph(spec: JobSpec) -> tuple[JobSpec, list[Problem]]:
 
     for name, inp in spec.inputs.items():
         claim(name, f"inputs.{name}")
-        if inp.normalize:
-            claim(f"{name}_normalization", f"inputs.{name}.normalize")
+        for layer_name in layer_names(name, inp)[0]:
+            claim(layer_name, f"inputs.{name}")
     for i, layer in enumerate(spec.layers):
         claim(layer.name, f"layers[{i}].name")
     for name in spec.outputs:
@@ -94,7 +96,9 @@ def resolve_graph(spec: JobSpec) -> tuple[JobSpec, list[Problem]]:
         problems.append(
             Problem(f"layers[{first}].input", f"cycle in the layer graph: {' -> '.join(cycle + [cycle[0]])}")
         )
-    elif not problems:
+    else:
+        problems += _depth_problems(resolved)
+    if not cycle and not problems:
         used = _reachable(resolved)
         for i, layer in enumerate(layers):
             if layer.name not in used:
@@ -105,52 +109,69 @@ def resolve_graph(spec: JobSpec) -> tuple[JobSpec, list[Problem]]:
     return resolved, problems
 
 
+def _depth_problems(spec: JobSpec) -> list[Problem]:
+    """The first layer deeper than the limit (layers on its longest path from an input), if any."""
+    limits = Limits.from_env()
+    index = {layer.name: i for i, layer in enumerate(spec.layers)}
+    depth: dict[str, int] = {}
+    for layer in build_order(spec):
+        depth[layer.name] = 1 + max((depth.get(ref, 0) for ref in layer.input or ()), default=0)
+        if depth[layer.name] > limits.max_depth:
+            what = f"{depth[layer.name]:,} layers deep from an input"
+            return [Problem(f"layers[{index[layer.name]}]", limits.exceeded("max_depth", what))]
+    return []
+
+
 def build_order(spec: JobSpec) -> list[LayerSpec]:
-    """The layers in an order where every layer comes after its inputs (the spec must be resolved)."""
+    """The layers in an order where every layer comes after its inputs (the spec must be resolved).
+
+    A depth-first walk with its own stack, not Python's: a chain of any length costs no recursion.
+    """
     index = {layer.name: layer for layer in spec.layers}
     done: set[str] = set(spec.inputs)
     order: list[LayerSpec] = []
-
-    def visit(name: str) -> None:
-        if name in done:
-            return
-        done.add(name)
-        layer = index[name]
-        for ref in layer.input or ():
-            visit(ref)
-        order.append(layer)
-
-    for layer in spec.layers:
-        visit(layer.name)
+    for root in spec.layers:
+        if root.name in done:
+            continue
+        done.add(root.name)
+        stack = [(root, iter(root.input or ()))]
+        while stack:
+            layer, refs = stack[-1]
+            for ref in refs:
+                if ref not in done and ref in index:
+                    done.add(ref)
+                    stack.append((index[ref], iter(index[ref].input or ())))
+                    break
+            else:
+                stack.pop()
+                order.append(layer)
     return order
 
 
 def _find_cycle(spec: JobSpec) -> list[str] | None:
+    """The first cycle of layer references found (its layers in order), or None; no recursion."""
     deps = {layer.name: [r for r in layer.input or () if r != layer.name] for layer in spec.layers}
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    stack: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        state[name] = 1
-        stack.append(name)
-        for ref in deps.get(name, ()):
-            if ref not in deps:
-                continue
-            if state.get(ref) == 1:
-                return stack[stack.index(ref) :]
-            if state.get(ref) is None:
-                found = visit(ref)
-                if found:
-                    return found
-        stack.pop()
-        state[name] = 2
-        return None
-
-    for name in deps:
-        if state.get(name) is None:
-            found = visit(name)
-            if found:
-                return found
+    state: dict[str, int] = {}  # 1 = on the path being walked, 2 = done
+    for root in deps:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [iter(deps[root])]
+        while stack:
+            for ref in stack[-1]:
+                if ref not in deps:
+                    continue
+                if state.get(ref) == 1:
+                    return path[path.index(ref) :]
+                if ref not in state:
+                    state[ref] = 1
+                    path.append(ref)
+                    stack.append(iter(deps[ref]))
+                    break
+            else:
+                stack.pop()
+                state[path.pop()] = 2
     return None
 
 
@@ -174,14 +195,15 @@ def check_args(i: int, args: dict[str, Any]) -> list[Problem]:
         path = f"layers[{i}].{key}"
         if key in ("units", "filters", "num_heads", "key_dim", "output_dim", "input_dim", "num_bins"):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                problems.append(Problem(path, f"expected a positive integer, received {value!r}"))
+                problems.append(Problem(path, f"expected a positive integer, received {shown(value)}"))
         elif key == "rate":
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-                problems.append(Problem(path, f"expected a number in [0, 1), received {value!r}"))
+                problems.append(Problem(path, f"expected a number in [0, 1), received {shown(value)}"))
         elif key in _FILE_ARGS and isinstance(value, str):
             problems.append(
                 Problem(
-                    path, f"file paths are not accepted here (received {value!r}); give the values inline as a list"
+                    path,
+                    f"file paths are not accepted here (received {shown(value)}); give the values inline as a list",
                 )
             )
         bad = _object_reference(value)

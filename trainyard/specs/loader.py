@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import yaml
 from trainyard.errors import DataError, Problem, SpecError
 from trainyard.specs.data import check_data as _check_data
 from trainyard.specs.graph import check_args, resolve_graph
+from trainyard.specs.limits import Limits, check_document, scan_yaml, shown
 from trainyard.specs.schema import BUILTIN_PREFIX, JobSpec, parse_leniently
 
 _SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -31,23 +32,27 @@ def load_spec(
     folder for strings and dicts). Raises :class:`SpecError` listing every problem, or
     :class:`DataError` when every problem is about the data.
     """
-    raw, base, label = _read(source)
+    limits = Limits.from_env()
+    raw, base, label = _read(source, limits)
     problems: list[Problem] = []
     for override in overrides:
-        problem = _apply_override(raw, override)
+        problem = _apply_override(raw, override, limits)
         if problem:
             problems.append(problem)
     if problems:
         raise SpecError(problems, source=label)
+    range_problems = _within_limits(raw, limits, label)
     if isinstance(raw, dict):
         _resolve_paths(raw, base)
     spec, problems, broken = parse_leniently(raw)
+    problems = range_problems + problems
     if spec is None:
         problems += _layer_arg_problems(raw)
         raise SpecError(problems, source=label)
     spec, graph_problems = resolve_graph(spec)
     problems += graph_problems
-    data_problems = _check_data(spec) if check_data and not broken & {"data", "outputs"} else []
+    wanted = check_data and not range_problems and not broken & {"data", "outputs"}
+    data_problems = _check_data(spec) if wanted else []
     if data_problems and not problems:
         raise DataError(data_problems, source=label)
     if problems or data_problems:
@@ -62,13 +67,23 @@ def spec_from_document(doc: Mapping[str, Any]) -> JobSpec:
     itself, against the roots and the fingerprint recorded at submit); no TensorFlow. Raises
     :class:`SpecError` listing every problem, as :func:`load_spec` does.
     """
+    range_problems = _within_limits(doc, Limits.from_env(), None)
     spec, problems, _ = parse_leniently(dict(doc) if isinstance(doc, Mapping) else doc)
+    problems = range_problems + problems
     if problems or spec is None:
         raise SpecError(problems)
     spec, problems = resolve_graph(spec)
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _within_limits(doc: Any, limits: Limits, label: str | None) -> list[Problem]:
+    """The document's out-of-range integers; raises :class:`SpecError` when it crosses a size limit."""
+    try:
+        return check_document(doc, limits)
+    except SpecError as exc:
+        raise SpecError(exc.problems, source=label) from None
 
 
 def _layer_arg_problems(raw: Any) -> list[Problem]:
@@ -83,9 +98,10 @@ def _layer_arg_problems(raw: Any) -> list[Problem]:
     return problems
 
 
-def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path, str | None]:
+def _read(source: str | os.PathLike[str] | Mapping[str, Any], limits: Limits) -> tuple[Any, Path, str | None]:
     """The raw document, the folder relative paths resolve against, and a label for messages."""
     if isinstance(source, Mapping):
+        _within_limits(source, limits, None)  # before the deep copy walks it
         return copy.deepcopy(dict(source)), Path.cwd(), None
     if isinstance(source, os.PathLike) or (
         # a one-line string without ":" cannot be a YAML spec, so it is a (maybe mistyped) path
@@ -94,16 +110,32 @@ def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path
         and (source.endswith(_SPEC_SUFFIXES) or ":" not in source or Path(source).is_file())
     ):
         path = Path(source).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(Problem("", f"spec file not found: {str(path)!r}")) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(Problem("", f"cannot read spec file {str(path)!r}: {exc}")) from None
-        return _parse_yaml(text, str(path)), path.resolve().parent, str(path)
+        return read_yaml(path, limits), path.resolve().parent, str(path)
     if isinstance(source, str):
-        return _parse_yaml(source, None), Path.cwd(), None
+        return parse_yaml(source, None, limits), Path.cwd(), None
     raise SpecError(Problem("", f"expected a path, a YAML string or a mapping, received {type(source).__name__}"))
+
+
+def read_yaml(path: str | os.PathLike[str], limits: Limits | None = None) -> Any:
+    """A YAML file (a spec, a sweep file) as plain Python values, within the spec limits.
+
+    At most ``limits.max_bytes`` are read (a device or a FIFO never fills the memory); raises
+    :class:`SpecError` naming the file for a missing, unreadable, oversized or invalid file.
+    """
+    limits = limits or Limits.from_env()
+    path = Path(path).expanduser()
+    try:
+        with path.open("rb") as file:
+            data = file.read(limits.max_bytes + 1)
+        text = data.decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(Problem("", f"spec file not found: {str(path)!r}")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(Problem("", f"cannot read spec file {str(path)!r}: {exc}")) from None
+    if len(data) > limits.max_bytes:
+        message = limits.exceeded("max_bytes", f"the file is larger than {limits.max_bytes:,} bytes")
+        raise SpecError(Problem("", message), source=str(path))
+    return parse_yaml(text, str(path), limits)
 
 
 class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml parses ~10x faster
@@ -111,23 +143,35 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml p
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    # keys merged in with `<<: *shared` may be set again by the mapping itself; its own keys only once
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
-    seen: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    merged = len(node.value) - own
+    result: dict[Any, Any] = {}
+    own_keys: set[Any] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
-        seen[key] = loader.construct_object(value_node, deep=deep)
-    return seen
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(None, None, "a mapping or a list as a key", key_node.start_mark)
+        if i >= merged:
+            if key in own_keys:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {shown(key)}", key_node.start_mark)
+            own_keys.add(key)
+        result[key] = loader.construct_object(value_node, deep=deep)
+    return result
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _parse_yaml(text: str, label: str | None) -> Any:
+def parse_yaml(text: str, label: str | None = None, limits: Limits | None = None) -> Any:
+    """YAML text as plain Python values, checked against the spec limits before anything is built
+    (:func:`~trainyard.specs.limits.scan_yaml`); raises :class:`SpecError` (``label`` names the file)."""
     try:
+        scan_yaml(text, limits)
         return yaml.load(text, Loader=_StrictLoader)
+    except SpecError as exc:
+        raise SpecError(exc.problems, source=label) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
@@ -147,14 +191,17 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             data[role] = str((base / Path(value).expanduser()).resolve())
 
 
-def _apply_override(raw: Any, override: str) -> Problem | None:
-    """Set ``a.b[2].c=value`` in the raw document; the value is parsed as YAML."""
+def _apply_override(raw: Any, override: str, limits: Limits) -> Problem | None:
+    """Set ``a.b[2].c=value`` in the raw document; the value is parsed as YAML, within the limits."""
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
         return Problem(override, "expected an override of the form path=value, e.g. training.epochs=5")
     try:
-        value = yaml.safe_load(text)
+        scan_yaml(text, limits, prefix=key)
+        value = yaml.load(text, Loader=_StrictLoader)
+    except SpecError as exc:
+        return exc.problems[0]
     except yaml.YAMLError:
         value = text
     parts = _split_path(key)

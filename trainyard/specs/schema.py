@@ -6,7 +6,9 @@ need Keras (layer types, argument names, shapes) in ``builder.py``.
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +26,7 @@ from pydantic import (
 
 from trainyard import defaults
 from trainyard.errors import Problem
+from trainyard.specs.limits import shown
 
 #: Name of the single input when ``inputs`` is given as a plain list of columns (Sequential shorthand).
 DEFAULT_INPUT = "features"
@@ -104,11 +107,44 @@ class SplitSpec(_Model):
         return self
 
 
+class CsvSpec(_Model):
+    """How CSV files are read, passed to ``pandas.read_csv``: ``sep``, ``decimal``, ``encoding``, ``na_values``."""
+
+    sep: str = Field(",", min_length=1, max_length=5)
+    decimal: str = Field(".", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    na_values: list[str] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (such as utf-8, latin-1, cp1252)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CsvSpec:
+        if self.sep == self.decimal:
+            raise ValueError(f"sep and decimal must differ, received {self.sep!r} for both")
+        return self
+
+    def read_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``pandas.read_csv``."""
+        options: dict[str, Any] = {"sep": self.sep, "decimal": self.decimal, "encoding": self.encoding}
+        if self.na_values:
+            options["na_values"] = list(self.na_values)
+        return options
+
+
 class DataSpec(_Model):
-    """Where the rows come from: one ``source`` cut by ``split``, or ready-made ``train``/``valid``/``test`` files."""
+    """Where the rows come from: one ``source`` cut by ``split``, or ready-made ``train``/``valid``/``test`` files;
+    ``csv`` says how CSV files are read."""
 
     source: str | None = None
     split: SplitSpec | None = None
+    csv: CsvSpec | None = None
     train: str | None = None
     valid: str | None = None
     test: str | None = None
@@ -144,11 +180,39 @@ class DataSpec(_Model):
         return {r: p for r, p in roles.items() if p is not None and not p.startswith(BUILTIN_PREFIX)}
 
 
+#: Kinds of model input: ``numeric`` columns (floats) or ``category`` columns (strings or integers).
+INPUT_TYPES = ("numeric", "category")
+
+#: How a category column reaches the layers: one-hot columns or a learned embedding.
+ENCODINGS = ("one_hot", "embedding")
+
+#: How a missing number is filled in, from the training split (besides ``{constant: x}``).
+IMPUTATIONS = ("mean", "median", "zero")
+
+
+class ConstantFill(_Model):
+    """``missing: {constant: x}``: every missing value of the input becomes ``x``."""
+
+    constant: float = Field(allow_inf_nan=False)
+
+
 class InputSpec(_Model):
-    """A named model input: the columns it reads, optionally normalised inside the model."""
+    """A named model input: the columns it reads and how they are prepared inside the model.
+
+    ``numeric`` inputs may fill in missing values (``missing``, with an optional 0/1
+    ``missing_indicator`` column each) and be normalised; ``category`` inputs look each column up
+    in its own vocabulary (the training split's ``max_categories`` most frequent values, an
+    out-of-vocabulary bucket for the rest) and encode it one-hot or as an embedding.
+    """
 
     columns: list[str] = Field(min_length=1)
+    type: str = "numeric"
     normalize: bool = Field(False, strict=True)
+    missing: str | ConstantFill | None = None
+    missing_indicator: bool = Field(False, strict=True)
+    encoding: str | None = None
+    embedding_dim: int | None = Field(None, gt=0, le=10_000, strict=True)
+    max_categories: int | None = Field(None, gt=0, le=1_000_000, strict=True)
 
     @field_validator("columns")
     @classmethod
@@ -157,6 +221,80 @@ class InputSpec(_Model):
         if dupes:
             raise ValueError(f"columns must be unique, received {', '.join(map(repr, dupes))} more than once")
         return columns
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in INPUT_TYPES:
+            raise ValueError(f"unknown input type {value!r}{_choices(value, INPUT_TYPES)}")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is not None and value not in ENCODINGS:
+            raise ValueError(f"unknown encoding {value!r}{_choices(value, ENCODINGS)}")
+        return value
+
+    @field_validator("missing", mode="before")
+    @classmethod
+    def _known_missing(cls, value: Any) -> Any:
+        if value is None or isinstance(value, ConstantFill):
+            return value
+        if isinstance(value, str):
+            if value not in IMPUTATIONS:
+                raise ValueError(f"unknown missing-value rule {value!r}{_choices(value, (*IMPUTATIONS, 'constant'))}")
+            return value
+        if isinstance(value, dict) and set(value) == {"constant"}:
+            number = value["constant"]
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+                return ConstantFill(constant=float(number))
+            raise ValueError(f"expected {{constant: <a finite number>}}, received {{constant: {number!r}}}")
+        raise ValueError(f"expected mean, median, zero or {{constant: x}}, received {value!r}")
+
+    @model_validator(mode="after")
+    def _keys_fit_the_type(self) -> InputSpec:
+        numeric_only = {
+            "normalize": self.normalize,
+            "missing": self.missing,
+            "missing_indicator": self.missing_indicator,
+        }
+        category_only = {
+            "encoding": self.encoding,
+            "embedding_dim": self.embedding_dim,
+            "max_categories": self.max_categories,
+        }
+        wrong = numeric_only if self.type == "category" else category_only
+        given = [key for key, value in wrong.items() if value not in (None, False)]
+        if given:
+            raise ValueError(f"{', '.join(given)} does not apply to a {self.type} input (type: {self.type})")
+        if self.missing_indicator and self.missing is None:
+            raise ValueError(
+                "missing_indicator needs `missing` (mean, median, zero or {constant: x}) to fill the values in"
+            )
+        if self.embedding_dim is not None and self.encoding != "embedding":
+            raise ValueError("embedding_dim needs `encoding: embedding`")
+        return self
+
+    @property
+    def is_category(self) -> bool:
+        return self.type == "category"
+
+    @property
+    def effective_encoding(self) -> str:
+        return self.encoding or "one_hot"
+
+    def document(self) -> dict[str, Any]:
+        """``columns`` and ``normalize`` always; the other keys when they differ from their defaults."""
+        doc: dict[str, Any] = {"columns": list(self.columns), "normalize": self.normalize}
+        extra = self.model_dump(exclude_defaults=True, exclude={"columns", "normalize"})
+        doc.update(extra)
+        return doc
+
+
+def _choices(value: str, choices: tuple[str, ...]) -> str:
+    hint = did_you_mean(value, choices)
+    return hint or f" (expected one of: {', '.join(choices)})"
 
 
 class LayerSpec(_Model):
@@ -309,13 +447,15 @@ class JobSpec(_Model):
 
     def document(self) -> dict[str, Any]:
         """The normalised, JSON-serialisable spec (defaults filled, absolute paths): what the store keeps."""
-        data = {k: v for k, v in self.data.model_dump().items() if v is not None}
+        data = {k: v for k, v in self.data.model_dump(exclude={"csv"}).items() if v is not None}
+        if self.data.csv is not None:
+            data["csv"] = self.data.csv.model_dump()
         if self.data.source is not None:
             data["split"] = self.data.effective_split.model_dump()
         return {
             "name": self.name,
             "data": data,
-            "inputs": {k: v.model_dump() for k, v in self.inputs.items()},
+            "inputs": {k: v.document() for k, v in self.inputs.items()},
             "layers": [layer.document() for layer in self.layers],
             "outputs": {k: v.document() for k, v in self.outputs.items()},
             "training": self.training.document(),
@@ -378,6 +518,7 @@ _FIELD_NAMES = {
     (): JobSpec,
     ("data",): DataSpec,
     ("data", "split"): SplitSpec,
+    ("data", "csv"): CsvSpec,
     ("training",): TrainingSpec,
 }
 
@@ -447,35 +588,35 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         # integer fields declare gt=0, float fields gt=0.0
         if kind == "greater_than" and ctx.get("gt") == 0 and type(ctx["gt"]) is int:
-            return f"expected a positive integer, received {value!r}"
+            return f"expected a positive integer, received {shown(value)}"
         if kind == "greater_than" and ctx.get("gt") == 0:
-            return f"expected a positive number, received {value!r}"
+            return f"expected a positive number, received {shown(value)}"
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
-        return f"expected a number {op} {bound}, received {value!r}"
+        return f"expected a number {op} {bound}, received {shown(value)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected an integer, received {value!r}"
+        return f"expected an integer, received {shown(value)}"
     if kind in ("float_type", "float_parsing"):
-        return f"expected a number, received {value!r}"
+        return f"expected a number, received {shown(value)}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, received {value!r}"
+        return f"expected true or false, received {shown(value)}"
     if kind == "string_type":
-        return f"expected a string, received {_kind(value)} {value!r}"
+        return f"expected a string, received {_kind(value)} {shown(value)}"
     if kind in ("list_type",):
-        return f"expected a list, received {_kind(value)} {value!r}"
+        return f"expected a list, received {_kind(value)} {shown(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping, received {_kind(value)} {value!r}"
+        return f"expected a mapping, received {_kind(value)} {shown(value)}"
     if kind == "too_short":
-        return f"expected at least {ctx.get('min_length')} item(s), received {_kind(value)} {value!r}"
+        return f"expected at least {ctx.get('min_length')} item(s), received {_kind(value)} {shown(value)}"
     if kind == "string_too_short":
         return "expected a non-empty string"
     if kind == "string_too_long":
         return f"expected at most {ctx.get('max_length')} characters, received {len(str(value))}"
     if kind == "string_pattern_mismatch":
-        return f"expected letters, digits and underscores (starting with a letter), received {value!r}"
+        return f"expected letters, digits and underscores (starting with a letter), received {shown(value)}"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
-    return f"{err['msg'][0].lower()}{err['msg'][1:]}, received {value!r}"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]}, received {shown(value)}"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
