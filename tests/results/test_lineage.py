@@ -124,6 +124,7 @@ def test_the_worker_records_where_it_trained_and_writes_the_model_card(
     model = keras.saving.load_model(shown["model_path"])
     assert [(i["name"], i["dtype"]) for i in card["inputs"]] == [(t.name, t.dtype) for t in model.inputs]
     assert card["inputs"][0]["shape"] == [None, 10]
+    assert card["inputs"][0]["columns"] == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     assert card["job"]["id"] == queued.id and card["job"]["tags"] == ["card"]
     assert card["metrics"]["test"] == shown["test_metrics"] and card["metrics"]["val"] == shown["val_metrics"]
     assert card["spec"] == shown["spec"] and card["lineage"] == shown["lineage"]

@@ -51,6 +51,9 @@ def test_spec_tags_and_submit_tags_select_the_jobs_in_jobs_and_dashboard(store_u
     assert frame["queue"]["counts"]["queued"] == 1 and "tagged baseline" in frame["source"]
     frame = json.loads(cli("dashboard", "--json").stdout)
     assert frame["queue"]["counts"]["queued"] == 2
+    Store.open(store_url).request_cancel(tagged["id"])  # finished: the frame lists it with its tags
+    (recent,) = [job for job in json.loads(cli("dashboard", "--json").stdout)["recent"] if job["id"] == tagged["id"]]
+    assert recent["tags"] == ["baseline", "cal", "lr=0.1"]
 
     shown = json.loads(cli("show", str(tagged["id"]), "--json").stdout)
     assert shown["tags"] == ["baseline", "cal", "lr=0.1"]

@@ -9,7 +9,7 @@ deferred ``BEGIN`` (it never takes the write lock workers need), on PostgreSQL i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from trainyard.config import redact_url
 from trainyard.db import engine as _engine
 from trainyard.db.models import EpochRow, JobRow, TagRow, WorkerRow
 from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord
-from trainyard.db.store import Store, _epoch_record, _job_record, _worker_record, count_by_state
+from trainyard.db.store import Store, _epoch_record, _job_record, _tags_of, _worker_record, count_by_state
 
 
 def open_existing(url: str) -> Store | None:
@@ -125,6 +125,11 @@ def read_dashboard(
                         )
                     )
         finished.sort(key=lambda job: (job.finished_at or job.updated_at, job.id), reverse=True)
+        finished = finished[:recent]
+        # the tags of the jobs on screen: one more bounded read
+        tags = _tags_of(session, [job.id for job in (*running, *finished)])
+        running = tuple(replace(job, tags=tags.get(job.id, ())) for job in running)
+        finished = [replace(job, tags=tags.get(job.id, ())) for job in finished]
 
     return DashboardRows(
         counts=counts,
@@ -132,5 +137,5 @@ def read_dashboard(
         workers=workers,
         running=running,
         epochs={job_id: tuple(records) for job_id, records in epochs.items()},
-        recent=tuple(finished[:recent]),
+        recent=tuple(finished),
     )

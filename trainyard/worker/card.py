@@ -1,10 +1,11 @@
 """The ``model.json`` card beside each ``model.keras``: what the model is, so a file taken elsewhere
 still says where it came from.
 
-A card holds the job (id, name, tags), the model file's sha256, the model's inputs (names, dtypes,
-shapes, read from the file itself), the outputs of the spec, the final validation and test metrics,
-the lineage as the submitter and the worker recorded it, and the whole spec document. It is written
-once the job succeeded, atomically (a new file renamed over the old one).
+A card holds the job (id, name, tags), the model file's sha256, the model's inputs (names, dtypes
+and shapes, read from the file itself, and the table columns each takes), the outputs of the spec,
+the final validation and test metrics, the lineage as the submitter and the worker recorded it, and
+the whole spec document. It is written once the job succeeded, atomically (a new file renamed over
+the old one).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def card_document(job: JobRecord, model_file: str | os.PathLike[str]) -> dict[st
         "job": {"id": job.id, "name": job.name, "tags": list(job.tags), "finished_at": isoformat(job.finished_at)},
         "model_file": Path(model_file).name,
         "model_sha256": lineage.file_sha256(model_file),
-        "inputs": lineage.model_inputs(model_file),
+        "inputs": _inputs(model_file, spec),
         "outputs": {
             name: {key: entry.get(key) for key in ("type", "target", "loss") if key in entry}
             for name, entry in outputs.items()
@@ -54,6 +55,19 @@ def card_document(job: JobRecord, model_file: str | os.PathLike[str]) -> dict[st
         "lineage": job.lineage,
         "spec": spec,
     }
+
+
+def _inputs(model_file: str | os.PathLike[str], spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model's inputs as the file declares them, each with the table columns it takes."""
+    from trainyard.specs.features import signature_from_document
+
+    signature = signature_from_document(spec)
+    inputs = lineage.model_inputs(model_file)
+    for entry in inputs:
+        columns = signature.get(str(entry["name"]), {}).get("columns")
+        if columns is not None:
+            entry["columns"] = list(columns)
+    return inputs
 
 
 def write_card(job: JobRecord, model_file: str | os.PathLike[str]) -> Path:
