@@ -11,6 +11,7 @@ variable                       meaning                                          
 ``TRAINYARD_MAX_ATTEMPTS``     starts of a job before it ends ``failed``                3
 ``TRAINYARD_LEASE_SECONDS``    lease length of a claimed job                            60
 ``TRAINYARD_BACKUP_SECONDS``   least seconds between two backups (0: every epoch)       1
+``TRAINYARD_STORE_RETRY_SECONDS``  a worker's retries of a store write, then it stops    20
 =============================  ======================================================  ==========================
 """
 
@@ -58,6 +59,7 @@ class Settings:
     heartbeat_seconds: float = defaults.HEARTBEAT_SECONDS
     reconcile_seconds: float = defaults.RECONCILE_SECONDS
     backup_seconds: float = defaults.BACKUP_INTERVAL_SECONDS
+    store_retry_seconds: float = defaults.STORE_RETRY_SECONDS
 
     def job_dir(self, job_id: int) -> Path:
         """Where a job's files live: ``<artifact_root>/jobs/<id>`` (its model, card and backups)."""
@@ -91,6 +93,7 @@ class Settings:
             heartbeat_seconds=heartbeat,
             reconcile_seconds=_float_env(env, "TRAINYARD_RECONCILE_SECONDS", defaults.RECONCILE_SECONDS),
             backup_seconds=_float_env(env, "TRAINYARD_BACKUP_SECONDS", defaults.BACKUP_INTERVAL_SECONDS),
+            store_retry_seconds=_float_env(env, "TRAINYARD_STORE_RETRY_SECONDS", defaults.STORE_RETRY_SECONDS),
         )
 
     def ensure_home(self) -> None:

@@ -28,6 +28,8 @@ PRIORITY = 0
 
 #: Seconds a worker keeps retrying an idempotent store write (an epoch's metrics, a job's end)
 #: whose connection was dropped (PostgreSQL restarted, backend terminated, SQLite still locked).
+#: Past it, the attempt is interrupted (never failed): the job is handed back with its backup as
+#: soon as the store answers again, and resumes from that backup.
 STORE_RETRY_SECONDS = 20.0
 
 #: SQLite busy timeout in seconds: how long a writer waits for the lock before giving up.

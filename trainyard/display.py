@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from rich.text import Text
 
+from trainyard import metrics
 from trainyard.db.records import JobState
 
 #: Rich style of each job state.
@@ -36,6 +37,48 @@ def format_mse(value: float | None) -> str:
     if 1e3 <= abs(value) < 1e7:
         return f"{value:.0f}"
     return f"{value:.4g}"
+
+
+def format_metric(value: float | None) -> str:
+    """Any reported metric, written as :func:`format_mse` writes an MSE."""
+    return format_mse(value)
+
+
+def headline_name(values: Mapping[str, float | None], kind: str | None = None) -> str | None:
+    """The headline metric among one output's ``{metric: value}``: its type's when ``kind`` is known,
+    else ``mse`` or ``log_loss`` (whichever it reports), else the first."""
+    for name in ((metrics.headline(kind),) if kind else ()) + ("mse", "log_loss"):
+        if name in values:
+            return name
+    return next(iter(values), None)
+
+
+def headline_text(values: Mapping[str, float | None], kind: str | None = None) -> str:
+    """One output's headline metric, named: ``MSE 2915``, ``log loss 0.3127``; ``–`` with none."""
+    name = headline_name(values, kind)
+    if name is None:
+        return "–"
+    return f"{metrics.metric(name).label} {format_metric(values[name])}"
+
+
+def format_headlines(outputs: Mapping[str, Mapping[str, float | None]]) -> str:
+    """``{"value": {"mse": 2915.3, ...}, "flag": {"log_loss": 0.31, ...}}`` -> ``value MSE 2915, flag log loss 0.31``."""
+    return ", ".join(f"{name} {headline_text(values)}" for name, values in outputs.items() if values)
+
+
+def format_metrics(values: Mapping[str, float | None]) -> str:
+    """Every metric of one output: ``MSE 2915, MAE 41.2``."""
+    return ", ".join(f"{metrics.metric(name).label} {format_metric(value)}" for name, value in values.items())
+
+
+def stopped_text(stopped_epoch: int | None, best_epoch: int | None) -> str | None:
+    """``stopped early at epoch 37, best epoch 27`` (or the parts known); None for a run that did neither."""
+    parts = []
+    if stopped_epoch is not None:
+        parts.append(f"stopped early at epoch {stopped_epoch}")
+    if best_epoch is not None:
+        parts.append(f"best epoch {best_epoch}")
+    return ", ".join(parts) or None
 
 
 def format_mse_map(values: Mapping[str, float | None]) -> str:

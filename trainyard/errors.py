@@ -68,6 +68,12 @@ class StoreError(TrainyardError):
     """The job store cannot be reached or refused an operation (the message names the database)."""
 
 
+class StoreUnavailable(StoreError):
+    """The job store cannot be reached, or dropped the connection (a server restarting, a network
+    gone, a SQLite file locked for too long): worth trying again later. To a worker it interrupts
+    an attempt; it is never a verdict on the job."""
+
+
 class JobNotFound(StoreError):
     """A job id given by the user does not exist in the store."""
 

@@ -53,36 +53,48 @@ EVAL_BATCH_SIZE = 65536
 class EpochMetrics:
     """The metrics of one finished epoch (1-based).
 
-    ``outputs`` maps each output name to ``{"loss": training loss, "val_mse": validation MSE}``;
-    ``val_mse`` is the mean squared error of that output over the whole validation split.
+    ``outputs`` maps each output name to ``{"loss": training loss, "val_metrics": {metric: value}}``
+    (the metrics of :func:`trainyard.metrics.names`, over the whole validation split, weighted by
+    ``data.weight``), plus ``"val_mse"`` for a regression output: its validation MSE.
     """
 
     epoch: int
     loss: float
     val_loss: float | None
-    outputs: dict[str, dict[str, float]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def val_mse(self) -> dict[str, float]:
-        return {name: m["val_mse"] for name, m in self.outputs.items()}
+        """The validation MSE of each regression output."""
+        return {name: m["val_mse"] for name, m in self.outputs.items() if "val_mse" in m}
+
+    @property
+    def val_metrics(self) -> dict[str, dict[str, float | None]]:
+        """``{output: {metric: value}}`` over the validation split."""
+        return {name: dict(m.get("val_metrics", {})) for name, m in self.outputs.items()}
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``{"epoch", "loss", "val_loss", "val_mse": {...}, "outputs": {...}}``."""
+        """JSON-ready form: ``{"epoch", "loss", "val_loss", "val_mse": {...}, "val_metrics": {...}, "outputs": {...}}``."""
         return {
             "epoch": self.epoch,
             "loss": self.loss,
             "val_loss": self.val_loss,
             "val_mse": self.val_mse,
-            "outputs": {k: dict(v) for k, v in self.outputs.items()},
+            "val_metrics": self.val_metrics,
+            "outputs": {k: {**v, "val_metrics": dict(v.get("val_metrics", {}))} for k, v in self.outputs.items()},
         }
 
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What :func:`train` produced: the epochs it ran (after any resume), final MSEs and the model file.
+    """What :func:`train` produced: the epochs it ran (after any resume), the saved model's metrics and file.
 
-    ``stop_reason`` is the sink's reason when it ended the run before ``training.epochs``
-    (:meth:`Sink.should_stop_after_epoch`), None when every epoch ran.
+    ``val_metrics``/``test_metrics`` are ``{output: {metric: value}}`` of the saved model over the
+    whole validation/test split; ``val_mse``/``test_mse`` the MSE of its regression outputs.
+    ``stop_reason`` is why the run ended before ``training.epochs`` (early stopping, or the sink's
+    reason from :meth:`Sink.should_stop_after_epoch`), None when every epoch ran; ``stopped_epoch``
+    is then the last epoch trained. ``best_epoch`` is the epoch whose weights the model holds when
+    ``training.early_stopping`` is set. ``labels`` are the classification outputs' labels.
     """
 
     epochs: list[EpochMetrics]
@@ -91,6 +103,11 @@ class TrainingResult:
     model_path: Path
     initial_epoch: int = 0
     stop_reason: str | None = None
+    val_metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    test_metrics: dict[str, dict[str, float | None]] | None = None
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
+    labels: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -182,6 +199,7 @@ def train(
     import keras
 
     from trainyard.specs import build_model, fit_inputs, load_data, make_optimizer
+    from trainyard.specs.builder import prediction_model
 
     if sink is None:
         sink = BaseSink()
@@ -198,14 +216,16 @@ def train(
     steps = math.ceil(len(data.train) / spec.training.batch_size)
     per_execution = 1 if replicas > 1 else max(1, min(steps, MAX_STEPS_PER_EXECUTION))
     stats = fit_inputs(spec.inputs, data.train.x)  # vocabularies, filled-in values, normalisation
+    target_moments = {name: _moments(data.train.y[name]) for name, out in spec.outputs.items() if out.normalize}
+    fit_split = _standardized(data.train, target_moments)
 
     def compiled_model() -> keras.Model:
         keras.utils.set_random_seed(spec.training.seed)
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            model = build_model(spec, stats)
+            model = build_model(spec, stats, data.labels)
             model.compile(
                 optimizer=make_optimizer(spec),
-                loss={name: out.loss for name, out in spec.outputs.items()},
+                loss={name: _keras_loss(out) for name, out in spec.outputs.items()},
                 loss_weights={name: out.weight for name, out in spec.outputs.items()},
                 steps_per_execution=per_execution,
             )
@@ -221,14 +241,14 @@ def train(
     if initial_epoch < 0:  # an unusable backup: start again from the same initial weights
         model, initial_epoch = compiled_model(), 0
 
-    reporter = _reporter_class()(spec, sink, steps, _validator(model, spec, data.valid))
+    reporter = _reporter_class()(spec, sink, steps, _validator(model, spec, data.valid, target_moments))
     callbacks: list[keras.callbacks.Callback] = [reporter]
     if backup is not None:
         # after the reporter: a cancelled or diverged epoch raises before it could be backed up
         callbacks.append(_backup_callback_class()(backup))
     try:
         model.fit(
-            _fit_batches(data.train, spec.training.batch_size, spec.training.shuffle).cache().repeat(),
+            _fit_batches(fit_split, spec.training.batch_size, spec.training.shuffle).cache().repeat(),
             epochs=spec.training.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
@@ -245,19 +265,25 @@ def train(
     finally:
         sink.flush()  # every epoch reported is written before train returns or raises
 
-    _save(model, path)
-    val_mse = _mse(model, data.valid)
-    test_mse = _mse(model, data.test) if data.test is not None and len(data.test) else None
+    saved = prediction_model(model, spec, target_moments)
+    _save(saved, path, _model_info(spec, data.labels))
+    val_metrics = split_metrics(saved, spec, data.valid)
+    test_metrics = split_metrics(saved, spec, data.test) if data.test is not None and len(data.test) else None
     if backup is not None:
         backup.clear()
     initial = reporter.initial_epoch if reporter.initial_epoch is not None else spec.training.epochs
+    stopped = reporter.epochs[-1].epoch if reporter.stop_reason is not None and reporter.epochs else None
     return TrainingResult(
         epochs=reporter.epochs,
-        val_mse=val_mse,
-        test_mse=test_mse,
+        val_mse=_mse_of(val_metrics),
+        test_mse=_mse_of(test_metrics) if test_metrics is not None else None,
         model_path=path,
         initial_epoch=initial,
         stop_reason=reporter.stop_reason,
+        val_metrics=val_metrics,
+        test_metrics=test_metrics,
+        stopped_epoch=stopped,
+        labels=dict(data.labels),
     )
 
 
@@ -294,42 +320,101 @@ def _fit_batches(split: Split, batch_size: int, shuffle: bool) -> tf.data.Datase
     """
     from keras.src.trainers.data_adapters import get_data_adapter
 
-    adapter = get_data_adapter(tensors(split.x), split.y, batch_size=batch_size, shuffle=shuffle)
+    adapter = get_data_adapter(
+        tensors(split.x), split.y, sample_weight=split.weight, batch_size=batch_size, shuffle=shuffle
+    )
     return adapter.get_tf_dataset()
 
 
-def _validator(model: keras.Model, spec: JobSpec, split: Split) -> Callable[[], tuple[float, dict[str, float]]]:
-    """A compiled function giving ``(val_loss, {output: val_mse})`` over the whole validation split.
+def _validator(
+    model: keras.Model, spec: JobSpec, split: Split, target_moments: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> Callable[[], tuple[float, dict[str, dict[str, float | None]]]]:
+    """A function giving ``(val_loss, {output: {metric: value}})`` over the whole validation split.
 
-    One call per epoch over tensors held in memory, instead of Keras' per-epoch ``evaluate`` loop;
-    the MSE of each output is over every row of the split (sample-weighted mean of squared errors).
+    One compiled call per epoch over tensors held in memory, instead of Keras' per-epoch ``evaluate``
+    loop: it returns the loss (on the scale training sees: a normalized target standardized, each
+    row weighted as in training) and the predictions in the target's units, which the metrics of
+    :func:`trainyard.metrics.compute` are computed from, over every row of the split.
     """
     import keras
     import tensorflow as tf
 
-    x = {name: tf.constant(value) for name, value in split.x.items()}
-    y = {name: tf.constant(value.reshape(len(value), -1)) for name, value in split.y.items()}
-    losses = {name: keras.losses.get(out.loss) for name, out in spec.outputs.items()}
+    from trainyard import metrics
+
+    standardized = _standardized(split, target_moments)
+    x = tensors(split.x, every=True)
+    y = {name: tf.constant(value.reshape(len(value), -1)) for name, value in standardized.y.items()}
+    weight = tf.constant(split.weight, tf.float32) if split.weight is not None else None
+    losses = {name: keras.losses.get(_keras_loss(out)) for name, out in spec.outputs.items()}
     weights = {name: out.weight for name, out in spec.outputs.items()}
+    scale = {
+        name: (tf.constant(mean, tf.float32), tf.constant(_std(variance), tf.float32))
+        for name, (mean, variance) in target_moments.items()
+    }
 
     @tf.function
     def evaluate() -> tuple[Any, dict[str, Any]]:
         predictions = model(x, training=False)
         if not isinstance(predictions, dict):
             predictions = dict(zip(spec.outputs, tf.nest.flatten(predictions)))
-        mse, total = {}, tf.constant(0.0, tf.float64)
+        total, out = tf.constant(0.0, tf.float64), {}
         for name, target in y.items():
-            p = tf.reshape(tf.cast(predictions[name], target.dtype), tf.shape(target))
-            # squared errors summed in float64: the value equals numpy's on the saved model's predictions
-            mse[name] = tf.reduce_mean(tf.square(tf.cast(p, tf.float64) - tf.cast(target, tf.float64)))
-            total += weights[name] * tf.cast(tf.reduce_mean(losses[name](target, p)), tf.float64)
-        return total, mse
+            p = predictions[name]
+            if spec.outputs[name].type == "regression":
+                p = tf.reshape(tf.cast(p, target.dtype), tf.shape(target))
+            per_row = losses[name](target, p)
+            if weight is not None:
+                per_row = per_row * weight
+            total += weights[name] * tf.cast(tf.reduce_mean(per_row), tf.float64)
+            if name in scale:
+                mean, std = scale[name]
+                p = p * std + mean
+            out[name] = p
+        return total, out
 
-    def run() -> tuple[float, dict[str, float]]:
-        total, mse = evaluate()
-        return float(total), {name: float(value) for name, value in mse.items()}
+    def run() -> tuple[float, dict[str, dict[str, float | None]]]:
+        total, predictions = evaluate()
+        return float(total), {
+            name: metrics.compute(out.type, split.y[name], predictions[name].numpy(), split.weight, out.loss)
+            for name, out in spec.outputs.items()
+        }
 
     return run
+
+
+def _keras_loss(out: Any) -> str:
+    """The Keras loss an output compiles with: a category target holds label indices, so its
+    cross-entropy is the sparse one whichever name the spec gives."""
+    return "sparse_categorical_crossentropy" if out.type == "category" else str(out.loss)
+
+
+def _std(variance: np.ndarray) -> np.ndarray:
+    """The standard deviation Keras' Normalization divides by (its variance floor included)."""
+    import numpy as np
+
+    return np.maximum(np.sqrt(variance), 1e-7)
+
+
+def _standardized(split: Split, target_moments: dict[str, tuple[np.ndarray, np.ndarray]]) -> Split:
+    """``split`` with each normalized target standardized by the training split's mean and deviation."""
+    import dataclasses
+
+    import numpy as np
+
+    if not target_moments:
+        return split
+    y = dict(split.y)
+    for name, (mean, variance) in target_moments.items():
+        y[name] = ((y[name].astype(np.float64) - mean) / _std(variance)).astype(np.float32)
+    return dataclasses.replace(split, y=y)
+
+
+def _moments(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) variance per column of a target, as Normalization.adapt computes them."""
+    import numpy as np
+
+    y64 = y.astype(np.float64)
+    return y64.mean(axis=0), y64.var(axis=0)
 
 
 def tensors(x: dict[str, np.ndarray], *, every: bool = False) -> dict[str, Any]:
@@ -344,12 +429,23 @@ def tensors(x: dict[str, np.ndarray], *, every: bool = False) -> dict[str, Any]:
     }
 
 
-def _mse(model: keras.Model, split: Split) -> dict[str, float]:
-    """Mean squared error per output over a whole split, computed in float64 from the model's predictions.
+def split_metrics(model: keras.Model, spec: JobSpec, split: Split) -> dict[str, dict[str, float | None]]:
+    """``{output: {metric: value}}`` of a saved-form model (predicting in the targets' units) over a whole split.
 
     The model is called directly, EVAL_BATCH_SIZE rows at a time: ``model.predict`` would trace a
     new predict function for every model, 0.1-0.4 s per call, as long as a small job's training.
     """
+    from trainyard import metrics
+
+    predictions = _predict(model, split)
+    return {
+        name: metrics.compute(out.type, split.y[name], predictions[name], split.weight, out.loss)
+        for name, out in spec.outputs.items()
+    }
+
+
+def _predict(model: keras.Model, split: Split) -> dict[str, np.ndarray]:
+    """The model's predictions of every output over a split, as float64 arrays."""
     import numpy as np
 
     parts: dict[str, list[np.ndarray]] = {name: [] for name in split.y}
@@ -360,18 +456,35 @@ def _mse(model: keras.Model, split: Split) -> dict[str, float]:
             predictions = dict(zip(split.y, predictions if isinstance(predictions, (list, tuple)) else [predictions]))
         for name in parts:
             parts[name].append(np.asarray(predictions[name], dtype=np.float64))
-    return {
-        name: float(np.mean((np.concatenate(parts[name]).reshape(y.shape) - y.astype(np.float64)) ** 2))
-        for name, y in split.y.items()
-    }
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
-def _save(model: keras.Model, path: Path) -> None:
-    """Write the model atomically: a reader never sees a half-written ``.keras`` file."""
+def _mse_of(metrics: dict[str, dict[str, float | None]]) -> dict[str, float]:
+    """The MSE of each regression output (the outputs that report one)."""
+    return {name: values["mse"] for name, values in metrics.items() if values.get("mse") is not None}
+
+
+def _model_info(spec: JobSpec, labels: dict[str, list[Any]]) -> Any:
+    from trainyard.specs.targets import ModelInfo, OutputInfo
+
+    return ModelInfo(
+        outputs={
+            name: OutputInfo(type=out.type, labels=tuple(labels.get(name, ())), target=tuple(out.target))
+            for name, out in spec.outputs.items()
+        }
+    )
+
+
+def _save(model: keras.Model, path: Path, info: Any) -> None:
+    """Write the model atomically, with trainyard's ``trainyard.json`` entry (the outputs' types and
+    labels, :mod:`trainyard.specs.targets`): a reader never sees a half-written ``.keras`` file."""
+    from trainyard.specs.targets import write_model_info
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
         model.save(tmp)
+        write_model_info(tmp, info)
         os.replace(tmp, path)
     except OSError as exc:
         raise TrainingError(f"cannot write the model to {str(path)!r}: {exc.strerror or exc}") from exc
@@ -541,7 +654,11 @@ class _ReporterMixin:
     model: keras.Model
 
     def __init__(
-        self, spec: JobSpec, sink: Sink, steps: int, validate: Callable[[], tuple[float, dict[str, float]]]
+        self,
+        spec: JobSpec,
+        sink: Sink,
+        steps: int,
+        validate: Callable[[], tuple[float, dict[str, dict[str, float | None]]]],
     ) -> None:
         super().__init__()
         self.sink = sink
@@ -571,11 +688,13 @@ class _ReporterMixin:
         logs = logs or {}
         loss = float(logs["loss"])
         self._check(loss)
-        val_loss, val_mse = self.validate()
-        outputs = {}
+        val_loss, val_metrics = self.validate()
+        outputs: dict[str, dict[str, Any]] = {}
         for name in self.outputs:
             out_loss = logs.get(f"{name}_loss", logs["loss"] if self.single else None)
-            outputs[name] = {"loss": float(out_loss), "val_mse": val_mse[name]}  # type: ignore[arg-type]
+            outputs[name] = {"loss": float(out_loss), "val_metrics": val_metrics[name]}  # type: ignore[arg-type]
+            if "mse" in val_metrics[name]:
+                outputs[name]["val_mse"] = val_metrics[name]["mse"]
         metrics = EpochMetrics(epoch=epoch + 1, loss=loss, val_loss=val_loss, outputs=outputs)
         self.epochs.append(metrics)
         self.sink.on_epoch(metrics)

@@ -1,12 +1,15 @@
-"""Hardening fixtures: a private ``redis-server`` that a test may stop and start (never the shared
-one). The worker fixtures (``env``, ``start_worker``) come from ``tests/worker_fixtures.py``."""
+"""Hardening fixtures: a private ``redis-server`` and a private PostgreSQL server that a test may
+stop and start (never the shared ones: other tests, and other test runs on the machine, use those).
+The worker fixtures (``env``, ``start_worker``) come from ``tests/worker_fixtures.py``."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +87,75 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+def _postgres_bin(name: str) -> str | None:
+    """``initdb`` or ``pg_ctl``: on the PATH, or in Debian's ``/usr/lib/postgresql/<version>/bin``."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return versions[-1] if versions else None
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of this test alone (its own data folder and port), trust auth on 127.0.0.1.
+
+    PostgreSQL refuses to run as root: as root, the server runs as the ``postgres`` user, in a
+    folder that user owns.
+    """
+
+    def __init__(self, initdb: str, pg_ctl: str) -> None:
+        self.initdb, self.pg_ctl = initdb, pg_ctl
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.folder = Path(tempfile.mkdtemp(prefix="trainyard-pg-"))
+        if self.as_postgres:
+            shutil.chown(self.folder, "postgres")
+        self.data = self.folder / "data"
+        self.port = free_port()
+        self._run(self.initdb, "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str) -> None:
+        done = subprocess.run([*self.as_postgres, *argv], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {done.stdout}{done.stderr}")
+
+    def start(self) -> PrivatePostgres:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.folder / "server.log"), "-w", "start"
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop the server the way ``pg_ctlcluster stop`` does (fast: clients are disconnected)."""
+        self._run(self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        done = subprocess.run([*self.as_postgres, self.pg_ctl, "-D", str(self.data), "status"], capture_output=True)
+        return done.returncode == 0
+
+    def remove(self) -> None:
+        if self.running():
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server on a free port, started for this test, stopped and removed after it
+    (even when the test failed while the server was stopped)."""
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("PostgreSQL's initdb and pg_ctl are needed (CI=true)")
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not installed")
+    server = PrivatePostgres(initdb, pg_ctl)
+    try:
+        yield server.start()
+    finally:
+        server.remove()

@@ -149,7 +149,7 @@ def test_jobs_lists_progress_latest_val_mse_and_state(store_url: str) -> None:
     table = ok("jobs").stdout
     line = next(row for row in table.splitlines() if row.split()[0] == str(first["id"]))
     assert line.split()[:5] == [str(first["id"]), "mlp", "running", "1/3", "2/4"]
-    assert "output=0.25" in line
+    assert "output MSE 0.25" in line
 
     listed = json.loads(ok("jobs", "--json").stdout)
     assert [j["id"] for j in listed] == [second["id"], first["id"]]
@@ -292,14 +292,27 @@ def test_the_python_api_imports_neither_tensorflow_nor_celery_until_it_needs_the
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("job_id", ["9223372036854775808", "2147483648", "0", "9" * 5000, "²"])
+@pytest.mark.parametrize(
+    "job_id",
+    ["9223372036854775808", "2147483648", "0", "9" * 5000, "²"],
+    ids=["2**63", "2**31", "0", "5000-digits", "superscript"],
+)
 def test_ids_past_the_integer_range_are_no_job_on_every_command(store_url: str, tmp_path: Path, job_id: str) -> None:
     """SQLite's INTEGER is 64-bit (a larger int raised ``OverflowError`` at bind time), PostgreSQL's
     is 32-bit ("integer out of range"): an id neither can hold names no job, on both backends."""
     [job] = submitted(MLP)  # the store exists and holds a job: only the id is wrong
     shown = job_id if job_id.isascii() and len(job_id) < 30 else None
-    for command in (["show"], ["show", "--json"], ["cancel"], ["retry"], ["plot", "--out", str(tmp_path / "p.png")]):
-        result = cli(*command, job_id)
+    data = tmp_path / "rows.csv"
+    data.write_text("age,sex\n1,2\n")
+    for command in (
+        ["show", job_id],
+        ["show", "--json", job_id],
+        ["cancel", job_id],
+        ["retry", job_id],
+        ["plot", "--out", tmp_path / "p.png", job_id],
+        ["predict", job_id, data],
+    ):
+        result = cli(*command)
         assert result.exit_code == 2, (command, result.output)
         assert result.stderr.startswith("error: no job with id ") and result.stderr.count("\n") == 1, result.stderr
         if shown is not None:

@@ -71,7 +71,9 @@ def test_train_json_reports_metrics_that_match_the_saved_model(tmp_path: Path) -
 def test_train_prints_final_metrics_and_saves_under_the_artifact_root(home: Path) -> None:
     result = run("train", str(SPECS / "mlp.yaml"), "--set", "training.epochs=1")
     assert result.exit_code == 0, result.stderr
-    assert "validation MSE" in result.stdout and "test MSE" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "┃ metric" in line)
+    assert "validation" in header and "test" in header
+    assert any(line.split("│")[2].strip() == "MSE" for line in result.stdout.splitlines() if line.count("│") > 3)
     saved = list((home / "artifacts" / "local").glob("mlp-*.keras"))
     assert len(saved) == 1
     assert str(saved[0]) in result.stdout.replace("\n", "")

@@ -15,7 +15,19 @@ import click
 
 from trainyard import defaults
 from trainyard.db.records import EpochRecord, JobRecord, JobState, job_json, utcnow
-from trainyard.display import format_bytes, format_duration, format_mse, format_mse_map, styled_state
+from trainyard.display import (
+    format_bytes,
+    format_duration,
+    format_headlines,
+    format_metric,
+    format_metrics,
+    format_mse,
+    format_mse_map,
+    headline_name,
+    stopped_text,
+    styled_state,
+)
+from trainyard.metrics import metric, output_type
 
 
 def _echo_json(value: Any) -> None:
@@ -115,7 +127,7 @@ def jobs_table(rows: Sequence[JobRecord], now: datetime, disk: dict[int, int] | 
     table.add_column("STATE", no_wrap=True)
     table.add_column("ATTEMPTS", justify="right", no_wrap=True)
     table.add_column("PROGRESS", justify="right", no_wrap=True)
-    table.add_column("VAL MSE", overflow="fold")
+    table.add_column("VAL", overflow="fold")
     table.add_column("AGE", justify="right", no_wrap=True)
     if disk is not None:
         table.add_column("DISK", justify="right", no_wrap=True)
@@ -131,7 +143,7 @@ def jobs_table(rows: Sequence[JobRecord], now: datetime, disk: dict[int, int] | 
             state,
             f"{job.attempts}/{job.max_attempts}",
             job.progress,
-            format_mse_map(job.val_mse),
+            format_headlines(job.val_metrics) or format_mse_map(job.val_mse),
             format_duration((now - job.created_at).total_seconds()),
         ]
         if disk is not None:
@@ -186,8 +198,10 @@ def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
         ("attempts", f"{job.attempts} of {job.max_attempts}"),
         ("priority", str(job.priority)),
         ("progress", f"epoch {job.epochs_done} of {job.epochs_total}"),
-        ("val MSE", format_mse_map(job.val_mse) or None),
-        ("test MSE", format_mse_map(job.test_mse) or None),
+        *_metric_lines("val", job.val_metrics),
+        *_metric_lines("test", job.test_metrics),
+        ("outputs", _outputs_text(job)),
+        ("stopped", stopped_text(job.stopped_epoch, job.best_epoch)),
         ("model", job.model_path),
         ("model inputs", _model_inputs(job)),
         ("error", job.error),
@@ -207,21 +221,46 @@ def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
             facts.add_row(key, value)
     if not epochs:
         return facts
-    outputs = list(epochs[-1].outputs)
+    last = epochs[-1].val_metrics
+    headlines = {name: headline_name(values, output_type(job.spec_document, name)) for name, values in last.items()}
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
     table.add_column("EPOCH", justify="right")
     table.add_column("LOSS", justify="right")
     table.add_column("VAL LOSS", justify="right")
-    for name in outputs:
-        table.add_column(f"VAL MSE {name}", justify="right")
+    for name, headline in headlines.items():
+        table.add_column(f"VAL {metric(headline).label.upper() if headline else ''} {name}", justify="right")
     for e in epochs:
+        values = e.val_metrics
         table.add_row(
             str(e.epoch),
             format_mse(e.loss),
             format_mse(e.val_loss),
-            *(format_mse(e.outputs.get(n, {}).get("val_mse")) for n in outputs),
+            *(format_metric(values.get(n, {}).get(h)) if h else "–" for n, h in headlines.items()),
         )
     return Group(facts, "", table)
+
+
+def _metric_lines(split: str, values: dict[str, dict[str, float | None]]) -> list[tuple[str, str | None]]:
+    """``val value``: ``MSE 2915, MAE 41.2``, one line per output."""
+    return [(f"{split} {name}", format_metrics(metrics) or None) for name, metrics in values.items()]
+
+
+def _outputs_text(job: JobRecord) -> str | None:
+    """The classification outputs, and which class a binary output's probability is for:
+    ``flag: binary, positive class 'yes'``, read from the saved model."""
+    from trainyard.specs.targets import read_model_info
+
+    info = read_model_info(job.model_path) if job.model_path else None
+    parts = []
+    for name, output in (info.outputs if info else {}).items():
+        if output.type == "binary" and output.positive is not None:
+            parts.append(f"{name}: binary, positive class {output.positive!r} ({output.labels[0]!r} the other)")
+        elif output.type == "category":
+            parts.append(f"{name}: category, labels {', '.join(map(repr, output.labels))}")
+    if not parts:
+        kinds = {n: output_type(job.spec_document, n) for n in (job.spec_document or {}).get("outputs", {})}
+        parts = [f"{n}: {k}" for n, k in kinds.items() if k != "regression"]
+    return "; ".join(parts) or None
 
 
 @click.command()

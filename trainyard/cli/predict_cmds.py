@@ -44,7 +44,7 @@ def predict_cmd(model: str, data: Path, out: Path | None, keep: tuple[str, ...],
     from trainyard.scheduler.prediction import open_predictor, predict_file
 
     err = Console(stderr=True)
-    predictor = open_predictor(model if not Path(model).is_file() else Path(model))
+    predictor = open_predictor(Path(model) if _is_file(model) else model)
     started = time.monotonic()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -85,3 +85,12 @@ def predict_cmd(model: str, data: Path, out: Path | None, keep: tuple[str, ...],
 
 
 COMMANDS: list[click.Command] = [predict_cmd]
+
+
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file; a name the OS refuses (too long) names none, so a
+    5,000-digit job id is "no job with id ...", not an ``OSError``."""
+    try:
+        return Path(text).is_file()
+    except OSError:
+        return False

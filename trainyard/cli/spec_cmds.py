@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from trainyard.cli.quiet import quiet_tensorflow
-from trainyard.display import format_mse
+from trainyard.display import format_metric, headline_text
 from trainyard.errors import SpecError
+from trainyard.metrics import metric
 from trainyard.training import BaseSink, EpochMetrics
 
 
@@ -79,7 +80,10 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
 @click.command("train")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object (val_mse, test_mse, epochs, model_path) on stdout."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object (val_metrics, test_metrics, val_mse, test_mse, epochs, model_path) on stdout.",
 )
 @click.option(
     "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a field, e.g. training.epochs=5."
@@ -90,7 +94,7 @@ def validate_cmd(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
 def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_path: Path | None) -> None:
     """Train SPEC in this process, with a progress bar per epoch, and save the model.
 
-    Prints the final validation and test MSE of every output; the model goes to --out, or by
+    Prints the final validation and test metrics of every output; the model goes to --out, or by
     default to $TRAINYARD_ARTIFACT_ROOT/local/<name>-<timestamp>.keras.
     """
     quiet_tensorflow()
@@ -104,7 +108,8 @@ def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_pa
         out_path = Settings.from_env().artifact_root / "local" / f"{spec.name}-{stamp}.keras"
 
     err = Console(stderr=True)
-    with _Progress(err, spec.training.epochs, list(spec.outputs)) as sink:
+    kinds = {name: out.type for name, out in spec.outputs.items()}
+    with _Progress(err, spec.training.epochs, kinds) as sink:
         result = train(spec, sink, model_path=out_path)
 
     if as_json:
@@ -112,6 +117,11 @@ def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_pa
             "name": spec.name,
             "val_mse": result.val_mse,
             "test_mse": result.test_mse,
+            "val_metrics": result.val_metrics,
+            "test_metrics": result.test_metrics,
+            "best_epoch": result.best_epoch,
+            "stopped_epoch": result.stopped_epoch,
+            "outputs": {name: _output_doc(kind, result.labels.get(name)) for name, kind in kinds.items()},
             "epochs": [m.as_dict() for m in result.epochs],
             "model_path": str(result.model_path),
         }
@@ -120,19 +130,49 @@ def train_cmd(spec_path: Path, as_json: bool, overrides: tuple[str, ...], out_pa
     out = Console()
     table = Table(title=f"{spec.name}: final metrics", title_justify="left")
     table.add_column("output")
-    table.add_column("validation MSE", justify="right")
-    table.add_column("test MSE", justify="right")
-    for name in spec.outputs:
-        test = result.test_mse.get(name) if result.test_mse else None
-        table.add_row(name, format_mse(result.val_mse[name]), format_mse(test))
+    table.add_column("metric")
+    table.add_column("validation", justify="right")
+    table.add_column("test", justify="right")
+    for name, kind in kinds.items():
+        values = result.val_metrics.get(name, {})
+        tests = (result.test_metrics or {}).get(name, {})
+        label = name if kind == "regression" else f"{name} ({_kind_text(kind, result.labels.get(name))})"
+        for i, metric_name in enumerate(values):
+            table.add_row(
+                label if i == 0 else "",
+                metric(metric_name).label,
+                format_metric(values[metric_name]),
+                format_metric(tests.get(metric_name)),
+            )
     out.print(table)
+    if result.stopped_epoch is not None and result.stop_reason:
+        out.print(result.stop_reason, highlight=False)
     out.print(f"model saved to {result.model_path}", highlight=False, soft_wrap=True)
 
 
-class _Progress(BaseSink):
-    """A training sink drawing one Rich progress bar per epoch, labelled with the epoch's val MSE."""
+def _output_doc(kind: str, labels: list[Any] | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": kind}
+    if labels:
+        doc["labels"] = list(labels)
+        if kind == "binary":
+            doc["positive"] = labels[1]
+    return doc
 
-    def __init__(self, console: Console, epochs: int, outputs: list[str]) -> None:
+
+def _kind_text(kind: str, labels: list[Any] | None) -> str:
+    """``binary, positive class 'yes'`` / ``category, 3 labels``."""
+    if kind == "binary" and labels:
+        return f"binary, positive class {labels[1]!r}"
+    if kind == "category" and labels:
+        return f"category, {len(labels)} labels"
+    return kind
+
+
+class _Progress(BaseSink):
+    """A training sink drawing one Rich progress bar per epoch, labelled with each output's headline
+    validation metric."""
+
+    def __init__(self, console: Console, epochs: int, outputs: dict[str, str]) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.epochs = epochs
@@ -163,7 +203,10 @@ class _Progress(BaseSink):
         self.progress.update(self.task, completed=step)
 
     def on_epoch(self, metrics: EpochMetrics) -> None:
-        text = "  ".join(f"{name} val MSE {value:.5g}" for name, value in metrics.val_mse.items())
+        text = "  ".join(
+            f"{name} val {headline_text(values, self.outputs.get(name, 'regression'))}"
+            for name, values in metrics.val_metrics.items()
+        )
         if self.task is not None and self.task_epoch == metrics.epoch:
             self.progress.update(self.task, metrics=text)
 

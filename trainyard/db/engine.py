@@ -30,7 +30,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from trainyard import defaults
 from trainyard.config import redact_url
-from trainyard.errors import StoreError
+from trainyard.errors import StoreError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -220,11 +220,19 @@ def ensure_schema(engines: Engines) -> None:
 
 
 def translate(exc: SQLAlchemyError, name: str) -> StoreError:
-    """One clear line for a database error, naming the (redacted) database."""
+    """One clear line for a database error, naming the (redacted) database.
+
+    A refused or dropped connection (and SQLite's lock held past the busy timeout) is a
+    :class:`StoreUnavailable`: the same line, but worth trying again.
+    """
     original = getattr(exc, "orig", None)
     detail = str(original if original is not None else exc).strip().splitlines()
     text = detail[0] if detail else type(exc).__name__
     lowered = text.lower()
+    unavailable = isinstance(exc, sa.exc.OperationalError) or (
+        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    )
+    kind = StoreUnavailable if unavailable else StoreError
     if isinstance(exc, sa.exc.OperationalError) and any(
         marker in lowered
         for marker in (
@@ -235,5 +243,5 @@ def translate(exc: SQLAlchemyError, name: str) -> StoreError:
             "timeout expired",
         )
     ):
-        return StoreError(f"cannot reach the job store at {name}: {text}")
-    return StoreError(f"job store {name}: {text}")
+        return kind(f"cannot reach the job store at {name}: {text}")
+    return kind(f"job store {name}: {text}")

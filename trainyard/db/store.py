@@ -50,7 +50,7 @@ from trainyard.db.records import (
     owner_node,
     utcnow,
 )
-from trainyard.errors import InvalidTransition, JobNotFound, StoreError, short_value
+from trainyard.errors import InvalidTransition, JobNotFound, StoreError, StoreUnavailable, short_value
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ class LeaseLost(InvalidTransition):
 
 def _transient(exc: BaseException) -> bool:
     """A store error from a dropped or refused connection (worth retrying), not from the data."""
+    if isinstance(exc, StoreUnavailable):
+        return True
     cause = exc.__cause__
     if isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated:
         return True
@@ -181,15 +183,20 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
 class Store:
     """The job store over one database (SQLite file or PostgreSQL). Open it with :meth:`open`."""
 
-    def __init__(self, engines: _engine.Engines) -> None:
+    def __init__(self, engines: _engine.Engines, retry_seconds: float | None = None) -> None:
         self._engines = engines
+        self.retry_seconds = defaults.STORE_RETRY_SECONDS if retry_seconds is None else retry_seconds
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, url: str | None = None) -> Store:
+    def open(cls, url: str | None = None, *, retry_seconds: float | None = None) -> Store:
         """Open the store at ``url`` (default: ``Settings.from_env().db_url``), creating or upgrading
-        its schema on first use. Raises :class:`StoreError` when the database cannot be reached."""
+        its schema on first use. Raises :class:`StoreError` when the database cannot be reached.
+
+        ``retry_seconds`` (default ``defaults.STORE_RETRY_SECONDS``): how long the idempotent
+        writes of a worker (``record_epoch``, ``finish``) retry a dropped connection before they
+        raise :class:`~trainyard.errors.StoreUnavailable`."""
         if url is None:
             from trainyard.config import Settings
 
@@ -199,7 +206,7 @@ class Store:
             _engine.ensure_schema(engines)
         except SQLAlchemyError as exc:
             raise _engine.translate(exc, engines.name) from exc
-        return cls(engines)
+        return cls(engines, retry_seconds)
 
     @property
     def url(self) -> str:
@@ -657,9 +664,14 @@ class Store:
         ``val_loss``, ``outputs``). Idempotent: returns False if that epoch was already stored.
         Raises :class:`LeaseLost` if ``owner`` does not hold the job.
 
-        A dropped connection is retried for ``defaults.STORE_RETRY_SECONDS`` (safe: idempotent).
+        A dropped connection is retried for :attr:`retry_seconds` (safe: idempotent), then raises
+        :class:`~trainyard.errors.StoreUnavailable`.
         """
-        return _retrying(f"job {job_id}: recording an epoch", lambda: self._record_epoch(job_id, owner, metrics))
+        return _retrying(
+            f"job {job_id}: recording an epoch",
+            lambda: self._record_epoch(job_id, owner, metrics),
+            self.retry_seconds,
+        )
 
     def _record_epoch(self, job_id: int, owner: str, metrics: Any) -> bool:
         epoch = int(_field(metrics, "epoch"))
@@ -771,7 +783,7 @@ class Store:
                 dropped = dropped or _transient(exc)
                 raise
 
-        return _retrying(f"job {job_id}: recording its end", attempt)
+        return _retrying(f"job {job_id}: recording its end", attempt, self.retry_seconds)
 
     def release(self, job_id: int, owner: str) -> JobRecord:
         """Hand a running job back (worker shutdown): it is queued again without using up an attempt,

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainyard.errors import Problem, SpecError
-from trainyard.specs.data import input_stats
+from trainyard.specs.data import input_stats, target_labels
 from trainyard.specs.features import InputStats, input_dtype, layer_names, preprocess
 from trainyard.specs.graph import build_order
 from trainyard.specs.limits import shown
-from trainyard.specs.schema import JobSpec, did_you_mean
+from trainyard.specs.schema import JobSpec, OutputSpec, did_you_mean
 
 if TYPE_CHECKING:
     import keras
@@ -98,12 +98,13 @@ def validate_spec(spec: JobSpec) -> ModelSummary:
     """
     # category inputs are as wide as their vocabularies: those come from the training split
     stats = input_stats(spec) if any(inp.is_category for inp in spec.inputs.values()) else None
-    key = _build_key(spec, stats)
+    labels = target_labels(spec)  # a category output is as wide as its labels
+    key = _build_key(spec, stats, labels)
     cached = _validated.get(key)
     if cached is not None:
         _validated.move_to_end(key)
         return dataclasses.replace(cached, name=spec.name)
-    model = build_model(spec, stats)
+    model = build_model(spec, stats, labels)
     problems = check_optimizer(spec)
     if problems:
         raise SpecError(problems)
@@ -114,22 +115,28 @@ def validate_spec(spec: JobSpec) -> ModelSummary:
     return summary
 
 
-def _build_key(spec: JobSpec, stats: Mapping[str, InputStats] | None) -> str:
+def _build_key(spec: JobSpec, stats: Mapping[str, InputStats] | None, labels: Mapping[str, list[Any]]) -> str:
     """Everything :func:`build_model` and :func:`check_optimizer` read, as one string (not data, seed, epochs)."""
     doc = spec.document()
     parts: dict[str, Any] = {k: doc[k] for k in ("inputs", "layers", "outputs")}
     parts["vocabularies"] = {name: [len(c.vocabulary) for c in s.columns] for name, s in (stats or {}).items()}
     parts["optimizer"] = doc["training"]["optimizer"]
+    parts["units"] = {name: len(values) for name, values in labels.items()}
     return json.dumps(parts, sort_keys=True, default=repr)
 
 
-def build_model(spec: JobSpec, stats: Mapping[str, InputStats] | None = None) -> keras.Model:
+def build_model(
+    spec: JobSpec, stats: Mapping[str, InputStats] | None = None, labels: Mapping[str, list[Any]] | None = None
+) -> keras.Model:
     """The functional Keras model of a resolved spec. Named inputs and outputs; dict in, dict out.
 
     Each input is one ``keras.Input`` named after it (float32, or string for a category input),
     prepared inside the model as :mod:`trainyard.specs.features` says. ``stats`` are the training
     split's statistics (:func:`~trainyard.specs.features.fit_inputs`); without them (a shape check)
-    normalisation is neutral and vocabularies have one entry.
+    normalisation is neutral and vocabularies have one entry. ``labels`` gives each category
+    output's labels (one softmax unit each; two without them). A normalized regression output
+    predicts the standardized target here: :func:`prediction_model` adds what turns it back into
+    the target's units.
     """
     import keras
 
@@ -182,13 +189,41 @@ def build_model(spec: JobSpec, stats: Mapping[str, InputStats] | None = None) ->
             )
             continue
         try:
-            head = keras.layers.Dense(len(out.target), activation=out.activation, name=name)
+            units = output_units(out, (labels or {}).get(name))
+            head = keras.layers.Dense(units, activation=out.head_activation, name=name)
             outputs[name] = head(source)
         except Exception as exc:  # noqa: BLE001
             problems.append(Problem(f"outputs.{name}", _keras_message(exc)))
     if problems:
         raise SpecError(problems)
     return keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name.replace(".", "_").replace("-", "_"))
+
+
+def output_units(out: OutputSpec, labels: list[Any] | None) -> int:
+    """The width of an output's head: one unit per target column, per label of a category, one for a binary."""
+    if out.type == "category":
+        return len(labels) if labels else 2
+    return 1 if out.type == "binary" else len(out.target)
+
+
+def prediction_model(
+    model: keras.Model, spec: JobSpec, target_moments: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> keras.Model:
+    """The model as it is saved: ``model`` with each normalized output turned back into the target's
+    units by a ``<output>_denormalization`` layer (Keras' inverted Normalization, holding the training
+    split's mean and variance of the target). The layers are shared: it holds ``model``'s weights.
+    ``model`` itself when no output is normalized."""
+    import keras
+
+    if not target_moments:
+        return model
+    outputs = dict(model.output)
+    for name, (mean, variance) in target_moments.items():
+        denormalize = keras.layers.Normalization(
+            mean=mean, variance=variance, invert=True, name=f"{name}_denormalization"
+        )
+        outputs[name] = denormalize(outputs[name])
+    return keras.Model(inputs=model.input, outputs=outputs, name=model.name)
 
 
 def make_optimizer(spec: JobSpec) -> keras.optimizers.Optimizer:
@@ -245,7 +280,7 @@ def summarize(spec: JobSpec, model: keras.Model) -> ModelSummary:
         total_params=int(model.count_params()),
         trainable_params=trainable,
         inputs={k: len(v.columns) for k, v in spec.inputs.items()},
-        outputs={k: len(v.target) for k, v in spec.outputs.items()},
+        outputs={k: int(model.output[k].shape[-1]) for k in spec.outputs},
     )
 
 

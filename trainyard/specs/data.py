@@ -11,7 +11,7 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,8 @@ import numpy as np
 from trainyard.errors import DataError, Problem
 from trainyard.specs.features import InputStats, fit_inputs, model_inputs, text_column_hint
 from trainyard.specs.schema import BUILTIN_DATASETS, BUILTIN_PREFIX, JobSpec, did_you_mean
+from trainyard.specs.targets import Label, binary_labels, category_labels, encode
+from trainyard.specs.targets import _python as _scalar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,10 +33,15 @@ _CACHE_SIZE = 4
 @dataclass(frozen=True)
 class Split:
     """One set of rows: ``x`` per model input (as :func:`~trainyard.specs.features.model_inputs` makes
-    them: float32, or str objects for category inputs) and ``y`` per model output (float32), aligned by row."""
+    them: float32, or str objects for category inputs) and ``y`` per model output (float32), aligned by row.
+
+    A classification output's ``y`` holds label indices (see :class:`Dataset`); ``weight`` is the
+    rows' ``data.weight`` column, None without one.
+    """
 
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
+    weight: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.y.values())))
@@ -47,6 +54,8 @@ class Dataset:
     train: Split
     valid: Split
     test: Split | None
+    #: The labels of each classification output, in the order of its units (learned from ``train``).
+    labels: dict[str, list[Label]] = field(default_factory=dict)
 
 
 def data_paths(spec: JobSpec) -> list[Path]:
@@ -111,6 +120,8 @@ def check_data(spec: JobSpec) -> list[Problem]:
             n_valid, n_test = _split_sizes(len(frame), split.valid, split.test)
             if len(frame) - n_valid - n_test < 1 or n_valid < 1:
                 problems.append(Problem("data.split", f"{len(frame)} rows leave no rows for training or validation"))
+    if not problems:
+        problems += _label_problems(spec, _frames(spec))
     return problems
 
 
@@ -128,17 +139,18 @@ def load_data(spec: JobSpec) -> Dataset:
     if "source" in frames:
         frame = frames["source"][0]  # type: ignore[index]
         split = spec.data.effective_split
-        n_valid, n_test = _split_sizes(len(frame), split.valid, split.test)
-        order = np.random.default_rng(split.seed).permutation(len(frame))
-        test_rows, valid_rows, train_rows = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
-        table = _arrays(spec, frame)
+        train_rows, valid_rows, test_rows = _split_rows(len(frame), split.valid, split.test, split.seed)
+        labels = _labels(spec, _parts(spec, frames))
+        table = _arrays(spec, frame, labels)
         return Dataset(
             train=_take(table, train_rows),
             valid=_take(table, valid_rows),
-            test=_take(table, test_rows) if n_test else None,
+            test=_take(table, test_rows) if len(test_rows) else None,
+            labels=labels,
         )
-    sets = {role: _take(_arrays(spec, frames[role][0]), None) for role in frames}  # type: ignore[index]
-    return Dataset(train=sets["train"], valid=sets["valid"], test=sets.get("test"))
+    labels = _labels(spec, _parts(spec, frames))
+    sets = {role: _take(_arrays(spec, frames[role][0], labels), None) for role in frames}  # type: ignore[index]
+    return Dataset(train=sets["train"], valid=sets["valid"], test=sets.get("test"), labels=labels)
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -228,16 +240,134 @@ def _check_columns(spec: JobSpec, frame: pd.DataFrame, where: str, is_csv: bool)
         uses += [(f"inputs.{name}.columns[{j}]", col, kind) for j, col in enumerate(inp.columns)]
     for name, out in spec.outputs.items():
         if len(out.target) == 1:
-            uses.append((f"outputs.{name}.target", out.target[0], "target"))
+            # a classification target takes labels ("binary"/"category"), a regression numbers
+            kind = "target" if out.type == "regression" else f"{out.type} target"
+            uses.append((f"outputs.{name}.target", out.target[0], kind))
         else:
             uses += [(f"outputs.{name}.target[{j}]", col, "target") for j, col in enumerate(out.target)]
+    if spec.data.weight is not None:
+        uses.append(("data.weight", spec.data.weight, "weight"))
     checked: dict[tuple[str, str], str | None] = {}
     for path, col, kind in uses:
         if (col, kind) not in checked:
-            checked[col, kind] = _column_problem(frame, col, available, is_csv, kind)
+            if kind in ("binary target", "category target"):
+                checked[col, kind] = _label_column_problem(frame, col, available, kind.split()[0], is_csv)
+            else:
+                checked[col, kind] = _column_problem(
+                    frame, col, available, is_csv, "number" if kind == "weight" else kind
+                )
+                if checked[col, kind] is None and kind == "weight":
+                    checked[col, kind] = _weight_problem(frame[col], is_csv)
         if checked[col, kind] is not None:
             problems.append(Problem(path, f"{checked[col, kind]}{where}"))
     return problems
+
+
+def _label_column_problem(frame: pd.DataFrame, col: str, available: list[str], kind: str, is_csv: bool) -> str | None:
+    """What is wrong with a classification target column: unknown, missing values, not two labels."""
+    import pandas as pd
+
+    if col not in frame.columns:
+        hint = did_you_mean(col, available) or f" (available: {', '.join(available)})"
+        return f"unknown column {col!r}{hint}"
+    series = frame[col]
+    if isinstance(series, pd.DataFrame):
+        return f"column {col!r} appears more than once"
+    missing = series.isna().to_numpy()
+    if missing.any():
+        return f"column {col!r} has {int(missing.sum())} missing value(s) ({_rows(missing, is_csv)}); a target needs a label on every row"
+    if kind == "binary":
+        labels = binary_labels(series)
+        if isinstance(labels, str):
+            return labels
+    return None
+
+
+def _weight_problem(series: pd.Series, is_csv: bool) -> str | None:
+    """A weight column (already known numeric, finite, complete) must not be negative."""
+    import pandas as pd
+
+    values = pd.to_numeric(series).to_numpy(dtype="float64")
+    negative = values < 0
+    if negative.any():
+        return (
+            f"column {series.name!r} has {int(negative.sum())} negative weight(s) such as {values[negative][0]:g}"
+            f" ({_rows(negative, is_csv)}); weights must be 0 or more"
+        )
+    return None
+
+
+def _label_problems(spec: JobSpec, frames: dict[str, tuple[pd.DataFrame, bool] | Problem]) -> list[Problem]:
+    """Classification targets: enough labels in the training split, no label the training split lacks,
+    and weights that leave something to learn from."""
+    problems: list[Problem] = []
+    parts = _parts(spec, frames)
+    for name, out in spec.outputs.items():
+        if out.type == "regression":
+            continue
+        path = f"outputs.{name}.target"
+        col = out.target[0]
+        labels = _labels_or_problem(out.type, parts, col)
+        if isinstance(labels, str):
+            problems.append(Problem(path, labels))
+            continue
+        known = set(labels)
+        for role in ("validation", "test"):
+            if role not in parts or not len(parts[role]):
+                continue
+            values = parts[role][col]
+            unseen = ~np.array([_scalar(v) in known for v in values], dtype=bool)
+            if unseen.any():
+                problems.append(
+                    Problem(
+                        path,
+                        f"label {_scalar(values[unseen].iloc[0])!r} of the {role} split is not in the training split"
+                        f" ({int(unseen.sum())} row(s)); the model can only predict the training split's labels",
+                    )
+                )
+    if spec.data.weight is not None:
+        weights = parts["training"][spec.data.weight]
+        if not float(weights.astype("float64").sum()) > 0:
+            problems.append(Problem("data.weight", "the weights of the training split sum to 0: nothing to learn from"))
+    return problems
+
+
+def _parts(spec: JobSpec, frames: dict[str, tuple[pd.DataFrame, bool] | Problem]) -> dict[str, pd.DataFrame]:
+    """The ``training``/``validation``/``test`` rows of a spec's (readable) frames."""
+    if "source" in frames:
+        frame = frames["source"][0]  # type: ignore[index]
+        split = spec.data.effective_split
+        rows = _split_rows(len(frame), split.valid, split.test, split.seed)
+        return dict(zip(("training", "validation", "test"), (frame.iloc[r] for r in rows)))
+    roles = (("training", "train"), ("validation", "valid"), ("test", "test"))
+    return {role: frames[key][0] for role, key in roles if key in frames}  # type: ignore[index]
+
+
+def _labels_or_problem(kind: str, parts: dict[str, pd.DataFrame], col: str) -> list[Label] | str:
+    if kind == "category":
+        return category_labels(parts["training"][col])
+    return binary_labels(_whole_column(parts, col))
+
+
+def _whole_column(parts: dict[str, pd.DataFrame], col: str) -> pd.Series:
+    """A column over every part: a binary target's two labels are those of the whole column."""
+    import pandas as pd
+
+    return pd.concat([part[col] for part in parts.values()], ignore_index=True)
+
+
+def _labels(spec: JobSpec, parts: dict[str, pd.DataFrame]) -> dict[str, list[Label]]:
+    """The labels of each classification output (the data is already checked): a category's from the
+    ``"training"`` part, a binary's from every part."""
+    out: dict[str, list[Label]] = {}
+    for name, spec_out in spec.outputs.items():
+        if spec_out.type == "regression":
+            continue
+        labels = _labels_or_problem(spec_out.type, parts, spec_out.target[0])
+        if isinstance(labels, str):  # the data changed since it was checked
+            raise DataError(Problem(f"outputs.{name}.target", labels))
+        out[name] = labels
+    return out
 
 
 def _column_problem(frame: pd.DataFrame, col: str, available: list[str], is_csv: bool, kind: str) -> str | None:
@@ -315,20 +445,54 @@ def _split_sizes(n: int, valid: float, test: float) -> tuple[int, int]:
     return int(round(n * valid)), int(round(n * test))
 
 
-def _arrays(spec: JobSpec, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The whole table as the model's inputs (:func:`model_inputs`) and its targets (float32)."""
+def _split_rows(n: int, valid: float, test: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``(train, valid, test)`` row numbers of a table of ``n`` rows cut by its split."""
+    n_valid, n_test = _split_sizes(n, valid, test)
+    order = np.random.default_rng(seed).permutation(n)
+    return order[n_test + n_valid :], order[n_test : n_test + n_valid], order[:n_test]
+
+
+_Arrays = tuple[dict[str, np.ndarray], dict[str, np.ndarray], "np.ndarray | None"]
+
+
+def _arrays(spec: JobSpec, frame: pd.DataFrame, labels: dict[str, list[Label]]) -> _Arrays:
+    """The whole table as the model's inputs (:func:`model_inputs`), its targets (float32: numbers as
+    they are, a classification target as label indices) and its rows' weights (None without)."""
     import pandas as pd
 
     x = model_inputs(spec.inputs, frame)
-    table = {c: pd.to_numeric(frame[c]).to_numpy(dtype=np.float32) for out in spec.outputs.values() for c in out.target}
+    coded = {spec.outputs[name].target[0]: values for name, values in labels.items()}
+    table = {
+        c: pd.to_numeric(frame[c]).to_numpy(dtype=np.float32)
+        for out in spec.outputs.values()
+        for c in out.target
+        if c not in coded
+    }
+    table.update({c: encode(frame[c], values) for c, values in coded.items()})
     y = {name: np.stack([table[c] for c in out.target], axis=1) for name, out in spec.outputs.items()}
-    return x, y
+    weight = pd.to_numeric(frame[spec.data.weight]).to_numpy(dtype=np.float32) if spec.data.weight else None
+    return x, y, weight
 
 
-def _take(arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], rows: np.ndarray | None) -> Split:
-    x, y = arrays
+def _take(arrays: _Arrays, rows: np.ndarray | None) -> Split:
+    x, y, weight = arrays
 
     def pick(matrix: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(matrix if rows is None else matrix[rows])
 
-    return Split(x={name: pick(v) for name, v in x.items()}, y={name: pick(v) for name, v in y.items()})
+    return Split(
+        x={name: pick(v) for name, v in x.items()},
+        y={name: pick(v) for name, v in y.items()},
+        weight=pick(weight) if weight is not None else None,
+    )
+
+
+def target_labels(spec: JobSpec) -> dict[str, list[Label]]:
+    """The labels of each classification output as training will learn them; empty when the data
+    cannot be read or is not valid (its problems are :func:`check_data`'s to report)."""
+    if all(out.type == "regression" for out in spec.outputs.values()):
+        return {}
+    frames = _frames(spec)
+    if any(isinstance(f, Problem) for f in frames.values()) or check_data(spec):
+        return {}
+    return _labels(spec, _parts(spec, frames))

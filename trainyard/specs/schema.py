@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -148,6 +149,7 @@ class DataSpec(_Model):
     train: str | None = None
     valid: str | None = None
     test: str | None = None
+    weight: str | None = Field(None, min_length=1)  # a column of per-row weights (loss and every metric)
 
     @model_validator(mode="after")
     def _one_form(self) -> DataSpec:
@@ -337,12 +339,51 @@ class LayerSpec(_Model):
         return doc
 
 
+#: The kinds of output a spec may declare (``type``); a regression when none is given.
+OUTPUT_TYPES = ("regression", "binary", "category")
+
+#: The loss each output type trains with when the spec names none.
+DEFAULT_LOSS = {
+    "regression": "mean_squared_error",
+    "binary": "binary_crossentropy",
+    "category": "sparse_categorical_crossentropy",
+}
+
+#: The losses each classification type accepts (a category target is fitted on label indices,
+#: so ``categorical_crossentropy`` is the same loss as the sparse one).
+CLASSIFICATION_LOSSES = {
+    "binary": frozenset({"binary_crossentropy"}),
+    "category": frozenset({"sparse_categorical_crossentropy", "categorical_crossentropy"}),
+}
+
+#: The activation of each classification head: probabilities out of the model.
+HEAD_ACTIVATION = {"binary": "sigmoid", "category": "softmax"}
+
+#: Losses that only fit a classification head; on a regression output they name the type to declare.
+_NEEDS_TYPE = {
+    "binary_crossentropy": "binary",
+    "categorical_crossentropy": "category",
+    "sparse_categorical_crossentropy": "category",
+    "hinge": "binary",
+    "squared_hinge": "binary",
+    "categorical_hinge": "category",
+}
+
+
 class OutputSpec(_Model):
-    """A named model output: a ``Dense`` head on ``input`` predicting ``target`` column(s)."""
+    """A named model output: a ``Dense`` head on ``input`` predicting ``target`` column(s).
+
+    ``type`` chooses the head, its activation and the default loss: a regression (linear head, MSE;
+    ``normalize: true`` trains on the standardized target while the saved model predicts in the
+    target's units), ``binary`` (one sigmoid unit, binary cross-entropy) or ``category`` (softmax
+    over the training split's labels, cross-entropy).
+    """
 
     target: list[str] = Field(min_length=1)
     input: str | None = None
-    loss: str = "mean_squared_error"
+    type: str = "regression"
+    normalize: bool = Field(False, strict=True)
+    loss: str = Field(None, validate_default=True)  # type: ignore[assignment]  # None: the type's default
     weight: float = Field(1.0, ge=0.0, strict=True)
     activation: str | None = None
 
@@ -351,18 +392,77 @@ class OutputSpec(_Model):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("loss")
+    @field_validator("type")
     @classmethod
-    def _known_loss(cls, value: str) -> str:
+    def _known_type(cls, value: str, info: ValidationInfo) -> str:
+        if value not in OUTPUT_TYPES:
+            raise ValueError(
+                f"unknown output type {value!r}{did_you_mean(value, OUTPUT_TYPES)} (expected one of: {', '.join(OUTPUT_TYPES)})"
+            )
+        target = info.data.get("target")
+        if value != "regression" and target is not None and len(target) != 1:
+            raise ValueError(f"a {value} output predicts one target column, received {len(target)}")
+        return value
+
+    @field_validator("normalize")
+    @classmethod
+    def _regression_only(cls, value: bool, info: ValidationInfo) -> bool:
+        kind = info.data.get("type", "regression")
+        if value and kind != "regression":
+            raise ValueError(f"only a regression target can be normalized; this output is {kind}")
+        return value
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _known_loss(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        if value is None:
+            return DEFAULT_LOSS.get(kind or "regression")
+        if not isinstance(value, str) or kind is None:  # a wrong type: pydantic's message, or the type's own
+            return value
         if value not in LOSSES:
             raise ValueError(f"unknown loss {value!r}{did_you_mean(value, LOSSES)}")
+        if kind == "regression" and value in _NEEDS_TYPE:
+            raise ValueError(
+                f"{value} needs a classification head, but this output is a regression (a linear head):"
+                f" declare `type: {_NEEDS_TYPE[value]}`"
+            )
+        if kind != "regression" and value not in CLASSIFICATION_LOSSES[kind]:
+            allowed = " or ".join(sorted(CLASSIFICATION_LOSSES[kind]))
+            raise ValueError(f"a {kind} output trains with {allowed}, received {value!r}")
+        if value == "poisson" and info.data.get("normalize"):
+            raise ValueError("poisson needs the target in its own units (counts, rates): drop `normalize`")
         return value
+
+    @field_validator("activation")
+    @classmethod
+    def _head_activation(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("type")
+        if kind in HEAD_ACTIVATION and value is not None and value != HEAD_ACTIVATION[kind]:
+            raise ValueError(
+                f"a {kind} output ends in {HEAD_ACTIVATION[kind]} (its predictions are probabilities), received {value!r}"
+            )
+        return value
+
+    @property
+    def head_activation(self) -> str | None:
+        """The activation of the output's Dense head: the type's, else the spec's; a Poisson regression
+        without one gets ``exponential`` (its predictions must be positive), any other is linear."""
+        if self.type in HEAD_ACTIVATION:
+            return HEAD_ACTIVATION[self.type]
+        if self.activation is None and self.loss == "poisson":
+            return "exponential"
+        return self.activation
 
     def document(self) -> dict[str, Any]:
         doc = self.model_dump()
         doc["target"] = self.target[0] if len(self.target) == 1 else list(self.target)
         if doc["activation"] is None:
             del doc["activation"]
+        if doc["type"] == "regression":  # the defaults stay out: older documents keep their hash
+            del doc["type"]
+        if not doc["normalize"]:
+            del doc["normalize"]
         return doc
 
 
@@ -470,6 +570,8 @@ class JobSpec(_Model):
             seen.update(dict.fromkeys(spec.columns))
         for out in self.outputs.values():
             seen.update(dict.fromkeys(out.target))
+        if self.data.weight is not None:
+            seen[self.data.weight] = None
         return list(seen)
 
     def data_files(self) -> dict[str, Path]:

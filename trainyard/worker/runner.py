@@ -11,7 +11,11 @@ they run (and are tested) without Celery too. The life of a job here:
    (``release``) on worker shutdown; nothing at all if the lease was lost.
 
 A crash anywhere leaves the lease to expire; the reconciler queues the job again and the next
-attempt resumes from the last completed epoch (``backup_dir``).
+attempt resumes from the last completed epoch (``backup_dir``). A store that cannot be reached for
+longer than ``settings.store_retry_seconds`` interrupts the attempt, never decides it: training
+stops, the backup stays, and the job is handed back (its attempt not counted) as soon as the store
+answers again; its end, once trained, is recorded as soon as it does. Should the store stay away
+past the lease, the reconciler takes the job back instead (that attempt counts).
 """
 
 from __future__ import annotations
@@ -24,20 +28,24 @@ import queue
 import shutil
 import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from trainyard.config import Settings
 from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.db.records import make_owner
-from trainyard.errors import Cancelled, DataError, Problem, TrainyardError
+from trainyard.errors import Cancelled, DataError, Problem, StoreUnavailable, TrainyardError
 from trainyard.training import BaseSink, EpochMetrics
 from trainyard.worker import child
 from trainyard.worker.lease import Lease
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 def job_dir(settings: Settings, job_id: int) -> Path:
@@ -75,6 +83,7 @@ class StoreSink(BaseSink):
     _pending: queue.Queue[Any] = field(default_factory=queue.Queue, init=False, repr=False)
     _writer: threading.Thread | None = field(default=None, init=False, repr=False)
     _error: TrainyardError | None = field(default=None, init=False, repr=False)
+    _broken: bool = field(default=False, init=False, repr=False)  # a write failed: the rest are dropped
 
     def on_epoch(self, metrics: EpochMetrics) -> None:
         self._raise_error()
@@ -115,13 +124,13 @@ class StoreSink(BaseSink):
             try:
                 if metrics is None:
                     return
-                if self.lease.lost or self._error is not None:
+                if self.lease.lost or self._broken:
                     continue
                 self.store.record_epoch(self.job_id, self.owner, metrics)
             except LeaseLost as exc:
                 self.lease.mark_lost(str(exc))
             except TrainyardError as exc:  # the store is unreachable: the training thread raises it
-                self._error = exc
+                self._error, self._broken = exc, True
             finally:
                 self._pending.task_done()
 
@@ -135,7 +144,7 @@ class StoreSink(BaseSink):
 def train_next(node: str, hint_job_id: int | None = None, settings: Settings | None = None) -> int | None:
     """Claim the best queued job and train it to the end; return its id, or None if none was queued."""
     settings = settings or Settings.from_env()
-    store = Store.open(settings.db_url)
+    store = Store.open(settings.db_url, retry_seconds=settings.store_retry_seconds)
     owner = make_owner(node, os.getpid())
     job = store.claim_next(owner, settings.lease_seconds)
     if job is None:
@@ -196,24 +205,27 @@ def _run(
         state = _stopped(store, job, owner, settings, sink)
         _discard(partial)
         return state
+    except StoreUnavailable as exc:
+        _discard(partial)
+        return _interrupted(store, job, owner, settings, sink, exc)
     except TrainyardError as exc:  # divergence, data missing or changed, unwritable artifacts
         _discard(partial)
         if lease.lost:
             return None
-        return _end(store, job, owner, JobState.FAILED, settings, error=str(exc))
+        return _end(store, job, owner, JobState.FAILED, settings, sink, error=str(exc))
     except OSError as exc:  # a file of the job cannot be written (a full disk, an unwritable folder...)
         _discard(partial)
         if lease.lost:  # the job's new owner may have removed or replaced the files: not this run's business
             log.info("job %s: stopped, lease lost (%s); nothing more written", job.id, exc)
             return None
         log.warning("job %s: cannot write its files: %s", job.id, exc)
-        return _end(store, job, owner, JobState.FAILED, settings, error=_write_error(settings, job.id, exc))
+        return _end(store, job, owner, JobState.FAILED, settings, sink, error=_write_error(settings, job.id, exc))
     except Exception as exc:  # a bug or a TensorFlow error (out of memory...): fail the job, keep the worker
         _discard(partial)
         log.exception("job %s: training crashed", job.id)
         if lease.lost:
             return None
-        return _end(store, job, owner, JobState.FAILED, settings, error=f"{type(exc).__name__}: {exc}")
+        return _end(store, job, owner, JobState.FAILED, settings, sink, error=f"{type(exc).__name__}: {exc}")
     if result.initial_epoch:
         log.info("job %s: resumed after epoch %s", job.id, result.initial_epoch)
     if lease.lost:
@@ -226,8 +238,13 @@ def _run(
         owner,
         JobState.SUCCEEDED,
         settings,
+        sink,
         test_mse=dict(result.test_mse or {}),
         val_mse=dict(result.val_mse or {}),
+        val_metrics=result.val_metrics,
+        test_metrics=result.test_metrics or {},
+        best_epoch=result.best_epoch,
+        stopped_epoch=result.stopped_epoch,
         model_path=str(target),
     )
     if state is JobState.SUCCEEDED:
@@ -258,36 +275,88 @@ def _stopped(store: Store, job: JobRecord, owner: str, settings: Settings, sink:
         log.info("job %s: stopped, lease lost; nothing more written", job.id)
         return None
     if sink.lease.cancel_requested:
-        return _end(store, job, owner, JobState.CANCELLED, settings, error="cancelled on request")
-    return _hand_back(store, job, owner, settings)
+        return _end(store, job, owner, JobState.CANCELLED, settings, sink, error="cancelled on request")
+    return _hand_back(store, job, owner, settings, sink)
 
 
-def _hand_back(store: Store, job: JobRecord, owner: str, settings: Settings) -> JobState | None:
-    """Worker shutdown: give the job back to the queue without using an attempt.
+def _hand_back(
+    store: Store, job: JobRecord, owner: str, settings: Settings, sink: StoreSink, why: str = "worker shutting down"
+) -> JobState | None:
+    """Give the job back to the queue without using an attempt (worker shutdown, store outage).
 
     No message is sent from here: this worker is still consuming while it shuts down and would
     take the job straight back. ``release`` clears ``dispatched_at``, so the next reconciler pass
     of any worker (or of a worker started later) sends its slot at once.
     """
     try:
-        released = store.release(job.id, owner)
-    except LeaseLost as exc:
+        released = _when_store_answers(f"job {job.id}: handing back", lambda: store.release(job.id, owner), sink)
+    except LeaseLost as exc:  # e.g. the lease expired during an outage and a reconciler took the job back
         log.warning("job %s: could not hand back: %s", job.id, exc)
         return None
-    log.info("job %s: handed back (worker shutting down), now %s", job.id, released.state)
+    if released is None:
+        return None
+    log.info("job %s: handed back (%s), now %s", job.id, why, released.state)
     if released.state is JobState.QUEUED:
         return None
     _remove_tree(backup_dir(settings, job.id))  # released as cancelled: finished
     return released.state
 
 
-def _end(
-    store: Store, job: JobRecord, owner: str, state: JobState, settings: Settings, **fields: Any
+def _interrupted(
+    store: Store, job: JobRecord, owner: str, settings: Settings, sink: StoreSink, exc: StoreUnavailable
 ) -> JobState | None:
+    """The store could not be reached for longer than the worker retries a write: stop this attempt,
+    keep the backup (it never holds an epoch the store lacks), and hand the job back once the store
+    answers, so that the attempt is not counted and the next one resumes from the backup."""
+    log.warning(
+        "job %s: the store cannot be reached (%s); attempt %s interrupted, the job goes back to the queue "
+        "with its backup once the store answers",
+        job.id,
+        exc,
+        job.attempts,
+    )
+    return _hand_back(store, job, owner, settings, sink, why="the store was unreachable")
+
+
+def _when_store_answers(what: str, write: Callable[[], _T], sink: StoreSink) -> _T | None:
+    """``write()`` (a store write that retries a dropped connection itself), again and again while
+    the store cannot be reached; None if the worker shuts down meanwhile (the lease then expires)."""
+    delay = 1.0
+    while True:
+        try:
+            return write()
+        except StoreUnavailable as exc:
+            if sink.handing_back():
+                log.warning("%s: %s; the worker is shutting down, the job's lease will expire", what, exc)
+                return None
+            log.warning("%s: %s; trying again in %.0f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _end(
+    store: Store, job: JobRecord, owner: str, state: JobState, settings: Settings, sink: StoreSink, **fields: Any
+) -> JobState | None:
+    """Record the job's end; a store that cannot be reached delays it (the result is not thrown away)."""
+    unreachable = False
+
+    def finish() -> JobRecord:
+        nonlocal unreachable
+        try:
+            return store.finish(job.id, owner, state, **fields)
+        except StoreUnavailable:
+            unreachable = True
+            raise
+
     try:
-        record = store.finish(job.id, owner, state, **fields)
+        record = _when_store_answers(f"job {job.id}: recording {state}", finish, sink)
     except LeaseLost as exc:
-        log.warning("job %s: could not record %s: %s", job.id, state, exc)
+        current = store.get_job(job.id) if unreachable else None  # an unanswered write may have committed
+        if current is None or current.state is not state or current.lease_owner != owner:
+            log.warning("job %s: could not record %s: %s", job.id, state, exc)
+            return None
+        record = current
+    if record is None:  # shutting down with the store away: the lease expires, the backup stays
         return None
     _remove_tree(backup_dir(settings, job.id))  # finished: a retry starts from scratch
     if state is JobState.SUCCEEDED:
