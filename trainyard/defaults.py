@@ -50,6 +50,9 @@ DASHBOARD_RECENT_JOBS = 10
 #: At most this many running jobs are read and shown by the dashboard; the rest are counted ("and 3 more").
 DASHBOARD_MAX_RUNNING = 20
 
+#: At most this many sweeps are shown by the dashboard: the running ones first, then the latest ended.
+DASHBOARD_SWEEPS = 5
+
 #: Workers not heard from for this many seconds are no longer shown by the dashboard (lost ones included).
 DASHBOARD_FORGET_WORKERS_SECONDS = 24 * 3600.0
 
@@ -103,6 +106,14 @@ SPEC_MAX_LAYERS = 1_000
 #: Most layers on one path from an input to an output (``TRAINYARD_SPEC_MAX_DEPTH``). Keras builds
 #: and saves a functional model by recursing over its graph; deeper graphs are refused before that.
 SPEC_MAX_DEPTH = 1_000
+
+#: Most parameters a spec's model may have (``TRAINYARD_SPEC_MAX_PARAMS``): 400 MB of float32 weights,
+#: generous for a model of tables. Counted from the shapes, before any weight is allocated.
+SPEC_MAX_PARAMS = 100_000_000
+
+#: A worker trains a model only if the host's available memory holds this many float32 copies of
+#: its weights (the weights, their gradients and two optimizer slots, as Adam keeps).
+TRAINING_WEIGHT_COPIES = 4
 
 #: Longest string in a spec (a key, a name, a path), in characters (``TRAINYARD_SPEC_MAX_STRING``).
 SPEC_MAX_STRING_CHARS = 4_096

@@ -17,6 +17,7 @@ STATE_STYLE = {
     JobState.SUCCEEDED: "green",
     JobState.FAILED: "red",
     JobState.CANCELLED: "magenta",
+    JobState.PRUNED: "blue",
 }
 
 
@@ -124,3 +125,8 @@ def format_bytes(size: int | None) -> str:
     if unit == "B":
         return f"{int(value)} B"
     return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+
+
+def format_params(params: Mapping[str, object] | None) -> str:
+    """A trial's parameters on one line: ``layers[0].units=16, training.batch_size=32``."""
+    return ", ".join(f"{path}={value}" for path, value in (params or {}).items())

@@ -158,6 +158,11 @@ HOSTILE_FILES: dict[str, tuple[str, str]] = {
         spec_text(layers="\n" + "\n".join("  - {type: Dense, units: 2}" for _ in range(3000))),
         "layers: 3,000 layers (the limit is 1,000; TRAINYARD_SPEC_MAX_LAYERS raises it)",
     ),
+    "model_40e9.yaml": (
+        spec_text(layers="[{type: Dense, units: 200000}, {type: Dense, units: 200000}]"),
+        "layers[1]: Dense has 40,000,200,000 parameters, bringing the model to 40,001,000,000 = 160.0 GB of float32"
+        " weights (the limit is 100,000,000; TRAINYARD_SPEC_MAX_PARAMS raises it)",
+    ),
     "layers_100000.yaml": (
         spec_text(layers="[&l {type: Dense, units: 1}" + ", *l" * 99_999 + "]"),
         "layers[19997]: too many values once aliases are expanded (the limit is 100,000;",
@@ -520,3 +525,99 @@ def test_fuzzed_yaml_graphs_end_in_a_spec_error_with_paths(spec_child: Any, fiel
     for path, message in answer.get("problems", []):
         assert path, message
         assert len(message) <= defaults.PROBLEM_MAX_CHARS and len(path) <= defaults.PROBLEM_MAX_CHARS, (path, message)
+
+
+# -- model size and depth -------------------------------------------------------------------------
+
+_WORKER_SCRIPT = """
+import json, sys
+from trainyard.config import Settings
+from trainyard.db import Store, Submission
+from trainyard.worker import runner
+
+settings = Settings.from_env()
+store = Store.open(settings.db_url)
+(job,) = store.add_jobs([Submission(spec=json.loads(sys.argv[1]))])
+claimed = store.claim_next("test/1", 60)
+state = runner.run_job(store, claimed, "test/1", settings)
+print(json.dumps({"state": str(state), "error": store.get_job(job.id).error}))
+"""
+
+
+def test_the_worker_refuses_a_model_larger_than_the_hosts_memory_before_building_it(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(BASE))
+    doc["layers"] = [{"type": "Dense", "units": 200_000}, {"type": "Dense", "units": 200_000}]
+    result = run_limited(
+        [sys.executable, "-c", _WORKER_SCRIPT, json.dumps(doc)],
+        env={"TRAINYARD_HOME": str(tmp_path), "TRAINYARD_SPEC_MAX_PARAMS": str(10**12)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["state"] == "failed"
+    assert answer["error"].startswith(
+        "the model has 40,001,200,001 parameters: training it needs about 640.0 GB of memory (weights, gradients"
+        " and optimizer state as float32), more than the "
+    )
+    assert answer["error"].endswith(" this host has available")
+
+
+def test_counting_parameters_allocates_no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tripwire of builder._without_weights: Keras still keeps the weights a stateless scope defers
+    in the private list the builder empties, and nothing is left there after a validation."""
+    import keras
+    from keras.src.backend.common import global_state
+
+    from trainyard.specs import validate_spec
+
+    with keras.StatelessScope(initialize_variables=False):
+        keras.layers.Dense(3).build((None, 2))
+        deferred = global_state.get_global_attribute("uninitialized_variables")
+    assert isinstance(deferred, list) and len(deferred) == 2  # kernel and bias
+    global_state.set_global_attribute("uninitialized_variables", [])
+
+    doc = json.loads(json.dumps(BASE))
+    monkeypatch.setenv("TRAINYARD_SPEC_MAX_PARAMS", str(10**9))
+    doc["layers"] = [{"type": "Dense", "units": 20_000}, {"type": "Dense", "units": 20_000}]  # 1.6 GB of weights
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    summary = validate_spec(load_spec(doc))
+    assert summary.total_params == 3 * 20_000 + 20_000 + 20_000 * 20_000 + 20_000 + 20_000 + 1
+    assert global_state.get_global_attribute("uninitialized_variables") == []
+    with keras.StatelessScope():  # a scope that initialises what is deferred: nothing is
+        pass
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 400 * 1024, f"validation grew the process by {grown_kb // 1024} MB"
+
+
+def _chain_doc(n: int) -> dict[str, Any]:
+    """A spec whose ``n`` layers form one chain, listed last first, each naming its input."""
+    doc = json.loads(json.dumps(BASE))
+    doc["layers"] = [
+        {"name": f"l{i}", "type": "Activation", "activation": "linear", "input": "features" if i == 0 else f"l{i - 1}"}
+        for i in reversed(range(n))
+    ]
+    doc["outputs"] = {"y": {"target": "target", "input": f"l{n - 1}"}}
+    return doc
+
+
+def test_a_graph_deeper_than_the_limit_is_refused_before_keras_sees_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINYARD_SPEC_MAX_LAYERS", "5000")
+    with pytest.raises(SpecError) as caught:
+        load_spec(_chain_doc(defaults.SPEC_MAX_DEPTH + 1))
+    assert [str(p) for p in caught.value.problems] == [
+        "layers[0]: 1,001 layers deep from an input (the limit is 1,000; TRAINYARD_SPEC_MAX_DEPTH raises it)"
+    ]
+
+
+@pytest.mark.slow
+def test_the_deepest_graph_allowed_builds_trains_and_loads(tmp_path: Path) -> None:
+    """The depth limit is one Keras handles: a chain that deep builds, trains, saves and loads in safe mode."""
+    import keras
+
+    from trainyard.specs import validate_spec
+    from trainyard.training import BaseSink, train
+
+    spec = load_spec(_chain_doc(defaults.SPEC_MAX_DEPTH))
+    assert len(validate_spec(spec).layers) == defaults.SPEC_MAX_DEPTH + 2  # the input and the head
+    result = train(spec, BaseSink(), model_path=tmp_path / "deep.keras")
+    model = keras.models.load_model(result.model_path, safe_mode=True)
+    assert len(model.layers) == defaults.SPEC_MAX_DEPTH + 2

@@ -6,12 +6,13 @@ stays light for Celery's parent process and quick CLI commands.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from trainyard.errors import Problem, SpecError
 from trainyard.specs.data import input_stats, target_labels
 from trainyard.specs.features import InputStats, input_dtype, layer_names, preprocess
 from trainyard.specs.graph import build_order
-from trainyard.specs.limits import shown
+from trainyard.specs.limits import Limits, human_bytes, shown
 from trainyard.specs.schema import JobSpec, OutputSpec, did_you_mean
 
 if TYPE_CHECKING:
@@ -104,15 +105,36 @@ def validate_spec(spec: JobSpec) -> ModelSummary:
     if cached is not None:
         _validated.move_to_end(key)
         return dataclasses.replace(cached, name=spec.name)
-    model = build_model(spec, stats, labels)
+    with _without_weights():
+        model = build_model(spec, stats, labels)
+        summary = summarize(spec, model)
     problems = check_optimizer(spec)
     if problems:
         raise SpecError(problems)
-    summary = summarize(spec, model)
     _validated[key] = summary
     while len(_validated) > _VALIDATED_SIZE:
         _validated.popitem(last=False)
     return summary
+
+
+@contextlib.contextmanager
+def _without_weights() -> Iterator[None]:
+    """Layers built inside create their weights without allocating them: a model's shapes and parameter
+    counts at no memory cost (a 40-billion-parameter model is counted in a second, in a few MB).
+
+    Keras' stateless scope defers a variable created in it until the scope ends; told not to
+    initialise them then, Keras keeps them in a global list for a later scope to initialise. That
+    list is Keras' private state: it is emptied here, so the deferred weights are never allocated
+    (the tripwire: ``tests/hardening/test_limits.py``, ``test_counting_parameters_allocates_no_weights``).
+    """
+    import keras
+    from keras.src.backend.common import global_state
+
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            yield
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", [])
 
 
 def _build_key(spec: JobSpec, stats: Mapping[str, InputStats] | None, labels: Mapping[str, list[Any]]) -> str:
@@ -157,6 +179,8 @@ def build_model(
         model_inputs[name] = tensor
         tensors[name] = preprocess(name, inp, tensor, (stats or {}).get(name))
 
+    limits = Limits.from_env()
+    params = 0  # of the layers built so far: the first one to cross the limit is named
     index = {layer.name: i for i, layer in enumerate(spec.layers)}
     for layer in build_order(spec):
         i = index[layer.name]
@@ -174,6 +198,8 @@ def build_model(
         except Exception as exc:  # noqa: BLE001 - shape errors come as ValueError, some as TypeError
             shapes = ", ".join(f"{r} {_shape(tensors[r])}" for r in refs)
             problems.append(Problem(f"layers[{i}].input", f"{layer.type} cannot take {shapes}: {_keras_message(exc)}"))
+            continue
+        params = _count(instance, params, f"layers[{i}]", layer.type, limits, problems)
 
     outputs: dict[str, Any] = {}
     for name, out in spec.outputs.items():
@@ -194,9 +220,22 @@ def build_model(
             outputs[name] = head(source)
         except Exception as exc:  # noqa: BLE001
             problems.append(Problem(f"outputs.{name}", _keras_message(exc)))
+            continue
+        params = _count(head, params, f"outputs.{name}", "the Dense head", limits, problems)
     if problems:
         raise SpecError(problems)
     return keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name.replace(".", "_").replace("-", "_"))
+
+
+def _count(layer: Any, total: int, path: str, kind: str, limits: Limits, problems: list[Problem]) -> int:
+    """Add a built layer's parameters to ``total``; past the limit, raise naming the layer (nothing
+    more is built: outside :func:`_without_weights` each layer allocates its weights)."""
+    own = int(layer.count_params()) if layer.built else 0
+    total += own
+    if total > limits.max_params:
+        what = f"{kind} has {own:,} parameters, bringing the model to {total:,} = {human_bytes(4 * total)} of float32 weights"
+        raise SpecError([*problems, Problem(path, limits.exceeded("max_params", what))])
+    return total
 
 
 def output_units(out: OutputSpec, labels: list[Any] | None) -> int:

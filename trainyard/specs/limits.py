@@ -52,6 +52,7 @@ class Limits:
     max_nesting: int = defaults.SPEC_MAX_NESTING
     max_layers: int = defaults.SPEC_MAX_LAYERS
     max_depth: int = defaults.SPEC_MAX_DEPTH
+    max_params: int = defaults.SPEC_MAX_PARAMS
     max_string: int = defaults.SPEC_MAX_STRING_CHARS
     max_number: int = defaults.SPEC_MAX_NUMBER_CHARS
 
@@ -62,6 +63,7 @@ class Limits:
         "max_nesting": "TRAINYARD_SPEC_MAX_NESTING",
         "max_layers": "TRAINYARD_SPEC_MAX_LAYERS",
         "max_depth": "TRAINYARD_SPEC_MAX_DEPTH",
+        "max_params": "TRAINYARD_SPEC_MAX_PARAMS",
         "max_string": "TRAINYARD_SPEC_MAX_STRING",
         "max_number": "TRAINYARD_SPEC_MAX_NUMBER",
     }
@@ -303,6 +305,16 @@ def check_document(doc: Any, limits: Limits | None = None, *, prefix: str = "") 
             if not INT_MIN <= value <= INT_MAX and len(problems) < _MAX_RANGE_PROBLEMS:
                 problems.append(Problem(_join(prefix, path), out_of_range(value)))
     return problems
+
+
+def human_bytes(count: int) -> str:
+    """``160,000,000,000`` -> ``160.0 GB`` (powers of 1000, as disks and memory are sold)."""
+    size = float(count)
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
 
 
 def out_of_range(value: int) -> str:

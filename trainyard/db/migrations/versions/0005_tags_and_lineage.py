@@ -5,8 +5,8 @@
 * ``jobs.lineage``: what the worker that trained the job recorded (versions, host, devices,
   strategy); what the submitter recorded stays in ``jobs.context``.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
