@@ -129,3 +129,27 @@ def test_a_failed_job_is_compared_with_what_it_recorded(store: Store, play) -> N
     found = json.loads(cli("compare", ok, failed, "--json").stdout)
     assert [job["state"] for job in found["jobs"]] == ["succeeded", "failed"]
     assert found["columns"][0]["best_job"] == ok
+
+
+def test_compare_sweep_shows_its_trials_and_what_their_parameters_changed(store: Store) -> None:
+    from trainyard.db import Submission
+
+    sweep, _ = store.save_sweep("lr", {"method": "grid"}, document(), {"tags": ["swept"]})
+    trials = []
+    for number, rate in enumerate((0.1, 0.01)):
+        doc = document(**{"training.optimizer.learning_rate": rate, "name": f"lr-{number}"})
+        params = {"training.optimizer.learning_rate": rate}
+        job = store.add_trial(sweep.id, number, params, f"key-{number}", Submission(spec=doc, tags=("swept",)))
+        assert job is not None and job.tags == ("swept",)
+        trials.append(job.id)
+    store.add_jobs([document()])  # not a trial: left out
+
+    found = json.loads(cli("compare", "--sweep", sweep.id, "--json").stdout)
+    assert [job["id"] for job in found["jobs"]] == trials
+    assert found["fields"] == ["training.optimizer.learning_rate"]
+    assert [job["fields"]["training.optimizer.learning_rate"] for job in found["jobs"]] == [0.1, 0.01]
+    assert all(job["tags"] == ["swept"] for job in found["jobs"])
+    assert [job["id"] for job in json.loads(cli("jobs", "--tag", "swept", "--json").stdout)] == trials[::-1]
+
+    missing = cli("compare", "--sweep", "999")
+    assert missing.exit_code == 2 and "999" in missing.stderr and "Traceback" not in missing.output

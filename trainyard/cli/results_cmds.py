@@ -25,18 +25,19 @@ def _select(job_ids: tuple[str, ...], tag: str | None, sweep: str | None = None)
 @click.command()
 @click.argument("job_ids", nargs=-1, metavar="JOB...")
 @click.option("--tag", help="Compare the jobs with this tag (besides any JOB given).")
+@click.option("--sweep", metavar="ID", help="Compare the trials of this sweep (besides any JOB given).")
 @click.option(
     "--sort", "sort", metavar="METRIC", help="Sort by a column: val.OUTPUT.METRIC (best first), a field, duration..."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
-def compare(job_ids: tuple[str, ...], tag: str | None, sort: str | None, as_json: bool) -> None:
+def compare(job_ids: tuple[str, ...], tag: str | None, sweep: str | None, sort: str | None, as_json: bool) -> None:
     """Jobs side by side: the spec fields that differ, state, epochs, duration, and the final
     validation and test headline metric of every output; the best value of each metric is marked *."""
     from rich.console import Console
 
     from trainyard.results.compare import compare as build
 
-    comparison = build(_select(job_ids, tag), sort=sort)
+    comparison = build(_select(job_ids, tag, sweep), sort=sort)
     if as_json:
         click.echo(json.dumps(comparison.to_json(), indent=2, allow_nan=False))
         return

@@ -372,22 +372,21 @@ class Store:
         job_ids: Sequence[int] | None = None,
         *,
         tag: str | None = None,
-        sweep: Any = None,
+        sweep: int | None = None,
     ) -> list[JobRecord]:
         """Jobs with their spec documents, tags and lineage, in one read: the ids given (in that order;
         :class:`JobNotFound` for the first missing), or every job with ``tag`` (oldest first).
 
-        ``sweep`` is the selection by sweep; the store does not record sweeps yet, so a value raises
-        :class:`StoreError` saying so.
+        With ``sweep`` (a sweep id), the trials of that sweep (oldest first).
         """
-        if sweep is not None:
-            raise StoreError(f"job store {self.name}: this store does not record sweeps; select jobs by id or --tag")
         query = sa.select(JobRow, SpecRow.document, SpecRow.content_hash).join(SpecRow, SpecRow.id == JobRow.spec_id)
         if job_ids is not None:
             ids = list(dict.fromkeys(_known_id(job_id) for job_id in job_ids))
             query = query.where(JobRow.id.in_(ids))
         if tag is not None:
             query = query.where(JobRow.id.in_(sa.select(TagRow.job_id).where(TagRow.tag == tag)))
+        if sweep is not None:
+            query = query.where(JobRow.sweep_id == sweep)
         with self._session() as session:
             found = session.execute(query.order_by(JobRow.id)).all()
             tags = _tags_of(session, [row.id for row, _doc, _hash in found])
@@ -686,6 +685,7 @@ class Store:
         now = utcnow()
         document = json.loads(json.dumps(submission.spec, default=str))
         digest = spec_hash(document)
+        tags = _checked_tags(submission.tags)
         try:
             with self._session(write=True) as session:
                 sweep = session.get(SweepRow, sweep_id, with_for_update=True)
@@ -704,7 +704,9 @@ class Store:
                 row.sweep_id, row.trial, row.params, row.params_key = sweep_id, trial, dict(params), params_key
                 session.add(row)
                 session.flush()
-                return _job_record(row)
+                if tags:
+                    session.execute(sa.insert(TagRow), [{"job_id": row.id, "tag": tag} for tag in tags])
+                return _job_record(row, tags=tags)
         except StoreError as exc:
             if isinstance(exc.__cause__, sa.exc.IntegrityError):
                 return None  # the trial number or the parameters are taken: someone else queued it
