@@ -300,40 +300,24 @@ def _run(
         _discard(partial)
         return None
     os.replace(partial, target)
-    if sink.pruned is not None and result.stop_reason is not None:
-        epoch, reason = sink.pruned
-        state = _end(
-            store,
-            job,
-            owner,
-            JobState.PRUNED,
-            settings,
-            sink,
-            error=reason,
-            stopped_epoch=epoch,
-            test_mse=dict(result.test_mse or {}),
-            val_mse=dict(result.val_mse or {}),
-            model_path=str(target),
-        )
-        if state is JobState.PRUNED:
-            _write_card(store, job.id, target)
-        return state
+    pruned = sink.pruned if result.stop_reason is not None else None  # (epoch, reason) of a pruned trial
     state = _end(
         store,
         job,
         owner,
-        JobState.SUCCEEDED,
+        JobState.PRUNED if pruned else JobState.SUCCEEDED,
         settings,
         sink,
+        error=pruned[1] if pruned else None,
         test_mse=dict(result.test_mse or {}),
         val_mse=dict(result.val_mse or {}),
         val_metrics=result.val_metrics,
         test_metrics=result.test_metrics or {},
         best_epoch=result.best_epoch,
-        stopped_epoch=result.stopped_epoch,
+        stopped_epoch=pruned[0] if pruned else result.stopped_epoch,
         model_path=str(target),
     )
-    if state is JobState.SUCCEEDED:
+    if state in (JobState.SUCCEEDED, JobState.PRUNED):  # both keep their model
         _write_card(store, job.id, target)
     return state
 
