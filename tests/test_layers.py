@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"db"},
     {"specs"},
     {"training"},
+    {"sweeps"},
     {"queue"},
     {"scheduler"},
     {"worker"},

@@ -50,6 +50,9 @@ DASHBOARD_RECENT_JOBS = 10
 #: At most this many running jobs are read and shown by the dashboard; the rest are counted ("and 3 more").
 DASHBOARD_MAX_RUNNING = 20
 
+#: At most this many sweeps are shown by the dashboard: the running ones first, then the latest ended.
+DASHBOARD_SWEEPS = 5
+
 #: Workers not heard from for this many seconds are no longer shown by the dashboard (lost ones included).
 DASHBOARD_FORGET_WORKERS_SECONDS = 24 * 3600.0
 

@@ -17,6 +17,7 @@ STATE_STYLE = {
     JobState.SUCCEEDED: "green",
     JobState.FAILED: "red",
     JobState.CANCELLED: "magenta",
+    JobState.PRUNED: "blue",
 }
 
 
@@ -110,3 +111,8 @@ def progress_bar(done: int, total: int, width: int) -> Text:
     bar = Text("━" * filled, style="cyan")
     bar.append("─" * (width - filled), style="dim")
     return bar
+
+
+def format_params(params: Mapping[str, object] | None) -> str:
+    """A trial's parameters on one line: ``layers[0].units=16, training.batch_size=32``."""
+    return ", ".join(f"{path}={value}" for path, value in (params or {}).items())

@@ -82,6 +82,14 @@ class JobNotFound(StoreError):
         self.job_id = job_id
 
 
+class SweepNotFound(StoreError):
+    """A sweep id given by the user does not exist in the store."""
+
+    def __init__(self, sweep_id: object) -> None:
+        super().__init__(f"no sweep with id {sweep_id!r}")
+        self.sweep_id = sweep_id
+
+
 def short_value(value: object, keep: int = 24) -> str:
     """A value the user gave, for a message: ``12``, ``'banana'``; a long one cut to a prefix."""
     if isinstance(value, int) and not isinstance(value, bool):

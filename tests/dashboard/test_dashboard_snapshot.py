@@ -129,7 +129,14 @@ def test_the_json_snapshot_carries_the_stored_values(store: Store, busy_store: d
     assert recent[done.id]["outputs"]["main"] == {"val_mse": done.val_mse["main"], "test_mse": done.test_mse["main"]}
     assert recent[busy_store["failed"].id]["error"].endswith("loss is nan")
     assert {w["name"]: w["lost"] for w in data["workers"]} == {"alpha": False, "beta": False, "gamma": True}
-    assert data["queue"]["counts"] == {"queued": 3, "running": 1, "succeeded": 1, "failed": 1, "cancelled": 0}
+    assert data["queue"]["counts"] == {
+        "queued": 3,
+        "running": 1,
+        "succeeded": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "pruned": 0,
+    }
 
 
 def test_it_reads_only_what_it_shows(store: Store, busy_store: dict):

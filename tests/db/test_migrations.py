@@ -83,3 +83,31 @@ def test_a_0001_store_upgrades_with_its_jobs_contexts_and_metrics(db_url: str) -
     # the same document submitted now finds the same row
     (again,) = store.add_jobs([OLD_SPEC])
     assert again.spec_id == first.spec_id
+
+
+def test_a_0003_store_upgrades_keeping_every_epoch_and_accepts_pruned_jobs(db_url: str) -> None:
+    _database_at(db_url, "0003")
+    epochs = sa.table(
+        "epoch_metrics",
+        *(sa.column(name, sa.Integer) for name in ("id", "job_id", "epoch")),
+        sa.column("outputs", sa.JSON),
+        sa.column("recorded_at", sa.DateTime),
+    )
+    with _engine.engines_for(db_url).write.begin() as conn:
+        job_id = _old_job(conn, OLD_SPEC, 1)
+        for k in (1, 2, 3):
+            conn.execute(
+                epochs.insert().values(
+                    job_id=job_id, epoch=k, outputs={"y": {"val_mse": k}}, recorded_at=datetime(2026, 12, 1)
+                )
+            )
+    _engine.dispose_all()
+
+    store = Store.open(db_url)
+
+    assert [e.epoch for e in store.epochs(job_id)] == [1, 2, 3]  # widening the state check rebuilt nothing
+    (job,) = store.add_jobs([OLD_SPEC])
+    claimed = store.claim_next("w/1")
+    assert claimed is not None and claimed.id == job.id
+    assert store.finish(job.id, "w/1", "pruned", stopped_epoch=1).state.value == "pruned"
+    assert store.get_job(job_id).sweep_id is None

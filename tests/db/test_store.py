@@ -83,6 +83,7 @@ def test_list_jobs_newest_first_filtered_and_limited(store: Store) -> None:
         JobState.SUCCEEDED: 0,
         JobState.FAILED: 0,
         JobState.CANCELLED: 1,
+        JobState.PRUNED: 0,
     }
 
 

@@ -51,22 +51,41 @@ def dashboard(once: bool, as_json: bool, refresh_seconds: float, recent: int) ->
 
 
 @click.command()
-@click.argument("jobs", metavar="JOB...", nargs=-1, required=True)
+@click.argument("jobs", metavar="JOB...", nargs=-1)
+@click.option(
+    "--sweep", "sweep_id", metavar="ID", default=None, help="Plot a sweep: the objective per trial and per parameter."
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
     help="Image to write (default: trainyard-jobs-<ids>.png here); the suffix picks the format.",
 )
-def plot(jobs: tuple[str, ...], out: Path | None) -> None:
+def plot(jobs: tuple[str, ...], sweep_id: str | None, out: Path | None) -> None:
     """Plot the per-output training loss and validation MSE of one or several JOBs (ids, as in
-    ``trainyard jobs``), one panel per output, one colour per job."""
+    ``trainyard jobs``), one panel per output, one colour per job; or, with ``--sweep ID``, a
+    sweep's objective per trial and per parameter."""
     from trainyard.config import Settings
     from trainyard.dashboard.plot import default_plot_path, plot_curves, read_curves
     from trainyard.db.queries import open_existing
-    from trainyard.errors import JobNotFound
+    from trainyard.errors import JobNotFound, SweepNotFound, TrainyardError
     from trainyard.scheduler.operations import parse_job_id
 
+    if sweep_id is not None:
+        if jobs:
+            raise TrainyardError("give either JOB ids or --sweep ID, not both")
+        from trainyard.dashboard.sweep_plot import default_sweep_plot_path, plot_sweep
+        from trainyard.scheduler.sweeps import parse_sweep_id, sweep_document
+
+        number = parse_sweep_id(sweep_id)
+        store = open_existing(Settings.from_env().db_url)
+        if store is None:
+            raise SweepNotFound(number)
+        written = plot_sweep(sweep_document(store, store.get_sweep(number)), out or default_sweep_plot_path(number))
+        click.echo(f"wrote {written}")
+        return
+    if not jobs:
+        raise TrainyardError("give at least one JOB id, or --sweep ID")
     ids = list(dict.fromkeys(parse_job_id(job) for job in jobs))
     store = open_existing(Settings.from_env().db_url)
     if store is None:  # nothing was ever submitted here

@@ -149,16 +149,29 @@ def run(
     """Submit SPECs, train them here with a background worker, show progress, print a summary.
 
     Exits 0 when every job succeeded, 1 otherwise. Ctrl-C stops the worker; the jobs stay queued.
+    Given one sweep file instead, runs the sweep: its trials live, then its ranked trials (exit 0
+    once it finished with a best trial).
     """
     from rich.console import Console
 
     from trainyard.cli.quiet import quiet_tensorflow
     from trainyard.db import Store
     from trainyard.scheduler import operations
+    from trainyard.sweeps import is_sweep_file
     from trainyard.worker import devices
     from trainyard.worker.local import LocalWorker
 
     quiet_tensorflow()  # submitting validates, which builds each model
+    sweep_files = [path for path in specs if is_sweep_file(path)]
+    if sweep_files:
+        if len(specs) > 1 or overrides:
+            from trainyard.errors import TrainyardError
+
+            raise TrainyardError(
+                f"{sweep_files[0]}: a sweep file runs alone and without --set (its parameters say what varies)"
+            )
+        _run_sweep(specs[0], concurrency, timeout)
+        return
 
     settings = _settings()
     settings.ensure_home()
@@ -200,6 +213,100 @@ def run(
         if local.returncode() not in (None, 0):
             console.print(local.log_tail())
     sys.exit(0 if all(j.state is JobState.SUCCEEDED for j in final) else 1)
+
+
+def _run_sweep(path: str, concurrency: int | None, timeout: float | None) -> None:
+    """``trainyard run sweep.yaml``: submit the sweep, train its trials with a local worker, live."""
+    from rich.console import Console
+
+    from trainyard.cli.sweep_cmds import sweep_panel
+    from trainyard.dashboard.live import LiveDashboard
+    from trainyard.db import Store, SweepState
+    from trainyard.scheduler import sweeps
+    from trainyard.sweeps import SweepDefinition
+    from trainyard.worker import devices
+    from trainyard.worker.local import LocalWorker
+
+    settings = _settings()
+    settings.ensure_home()
+    console = Console(stderr=True, highlight=False)
+    gpus = devices.detect_gpus()
+    plan = devices.plan_worker(gpus, concurrency=concurrency)
+    name = f"run-{os.getpid()}@%h"
+    log_path = settings.home / "logs" / f"run-{os.getpid()}.log"
+    local = LocalWorker(name, log_path, concurrency=plan.concurrency, env={**os.environ, **plan.env}).start()
+    try:
+        record, queued = sweeps.submit_sweep(path, settings=settings)
+    except BaseException:
+        local.stop()
+        raise
+    parallel = SweepDefinition.from_document(record.definition).parallel
+    console.print(
+        f"sweep {record.id} ({record.name}): {len(queued)} trial(s) queued, {parallel} at once; "
+        f"local worker: {plan.describe()}; log: {log_path}"
+    )
+    store = Store.open(settings.db_url)
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def over(document: dict[str, Any]) -> bool:
+        timed_out = deadline is not None and time.monotonic() >= deadline
+        return document["state"] != SweepState.RUNNING.value or not local.alive() or timed_out
+
+    view = LiveDashboard(
+        lambda: sweeps.sweep_document(store, store.get_sweep(record.id)),
+        draw=sweep_progress,
+        console=console,
+        refresh_seconds=defaults.RUN_REFRESH_SECONDS,
+    )
+    with _interrupt_on_termination():
+        view.run(until=over)
+    if view.interrupted:
+        console.print("stopping the worker (a running trial is handed back)...")
+        local.stop()
+        console.print(f"interrupted: sweep {record.id} goes on with `trainyard worker`")
+        sys.exit(130)
+    console.line()
+    stopped = local.stop()
+    final = sweeps.sweep_document(store, store.get_sweep(record.id))
+    Console(highlight=False).print(sweep_panel(final))
+    if final["state"] == SweepState.RUNNING.value:
+        reason = "timed out" if local.alive() or stopped == 0 else f"the worker exited with status {stopped}"
+        console.print(f"[red]{reason}[/]; sweep {record.id} goes on with `trainyard worker`")
+        if local.returncode() not in (None, 0):
+            console.print(local.log_tail())
+    sys.exit(0 if final["state"] == SweepState.FINISHED.value and final["best"] else 1)
+
+
+def sweep_progress(document: dict[str, Any], now: datetime, width: int, *, problem: str | None = None) -> Any:
+    """The live view of ``trainyard run sweep.yaml``: the sweep's counts and best, then its trials."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from trainyard.display import format_params
+
+    best = document.get("best")
+    head = (
+        f"sweep {document['id']} {document['name']}: {document['done']}/{document['total']} done, "
+        f"{document['counts']['running']} running, {document['counts']['pruned']} pruned; best "
+        + (f"{format_mse(best['objective'])} (job {best['job']}: {format_params(best['params'])})" if best else "–")
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("JOB", "STATE", "EPOCHS", "OBJECTIVE", "PARAMETERS"):
+        table.add_column(column)
+    active = [t for t in document["trials"] if t["state"] in (JobState.QUEUED.value, JobState.RUNNING.value)]
+    for trial in sorted(active, key=lambda t: t["job"]):
+        table.add_row(
+            str(trial["job"]),
+            styled_state(JobState(trial["state"])),
+            str(trial["epochs"]),
+            format_mse(trial["objective"]),
+            format_params(trial["params"]),
+        )
+    parts: list[Any] = [Text(head, style="bold"), table]
+    if problem:
+        parts.insert(0, Text(f"⚠ {problem} (retrying)", style="bold red"))
+    return Group(*parts)
 
 
 @contextlib.contextmanager

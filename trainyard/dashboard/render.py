@@ -45,6 +45,8 @@ def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None
         parts.append(Text(f"⚠ {problem} (showing the last frame, retrying)", style="bold red"))
     parts.append(_queue(snapshot, now))
     parts.append(_workers(snapshot, now, narrow=width < WORKERS_NARROW_WIDTH))
+    if snapshot.sweeps:
+        parts.append(_sweeps(snapshot, width))
     parts.append(_running(snapshot, now, width))
     parts.append(_recent(snapshot, now, width))
     return Group(*parts)
@@ -109,6 +111,35 @@ def _header(snapshot: Snapshot, now: datetime) -> Text:
     text.append(f"  {snapshot.source}  ", style="dim")
     text.append(now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), style="dim")
     return text
+
+
+def _sweeps(snapshot: Snapshot, width: int) -> RenderableType:
+    """The sweeps: name, trials done of total, running, pruned, best objective and its parameters,
+    and a sparkline of the best so far."""
+    from trainyard.display import format_params
+
+    table = Table(title="Sweeps", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("SWEEP", no_wrap=True)
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("DONE", justify="right", no_wrap=True)
+    table.add_column("RUNNING", justify="right", no_wrap=True)
+    table.add_column("PRUNED", justify="right", no_wrap=True)
+    table.add_column("BEST", justify="right", no_wrap=True)
+    table.add_column("BEST SO FAR", no_wrap=True)
+    table.add_column("BEST PARAMETERS", overflow="fold")
+    spark = 12 if width >= NARROW_WIDTH else 6
+    for sweep in snapshot.sweeps:
+        table.add_row(
+            f"#{sweep.id} {sweep.name}",
+            f"{sweep.state} ({sweep.method})",
+            f"{sweep.done}/{sweep.total}",
+            str(sweep.running),
+            str(sweep.pruned),
+            format_mse(sweep.best),
+            Text(sparkline(sweep.best_so_far, spark), style="green"),
+            format_params(sweep.best_params) or "–",
+        )
+    return table
 
 
 def _queue(snapshot: Snapshot, now: datetime) -> Text:

@@ -15,7 +15,7 @@ from typing import Any
 
 from trainyard import defaults
 from trainyard.config import redact_url
-from trainyard.db.queries import open_existing, read_dashboard
+from trainyard.db.queries import SweepRows, open_existing, read_dashboard
 from trainyard.db.records import (
     EpochRecord,
     JobRecord,
@@ -107,6 +107,68 @@ class RunningJob:
 
 
 @dataclass(frozen=True)
+class SweepPanel:
+    """A sweep as the dashboard shows it: trials done of its total, running and pruned ones, the
+    best objective with its parameters, and the best so far after each succeeded trial."""
+
+    id: int
+    name: str
+    state: str
+    method: str
+    done: int
+    total: int
+    running: int
+    pruned: int
+    best: float | None = None
+    best_job: int | None = None
+    best_params: dict[str, Any] | None = None
+    best_so_far: tuple[float | None, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "method": self.method,
+            "done": self.done,
+            "total": self.total,
+            "running": self.running,
+            "pruned": self.pruned,
+            "best": {"job": self.best_job, "params": self.best_params, "objective": self.best}
+            if self.best_job is not None
+            else None,
+            "best_so_far": list(self.best_so_far),
+        }
+
+
+def _sweep_panel(rows: SweepRows) -> SweepPanel:
+    from trainyard.sweeps import SweepDefinition, metrics_objective
+
+    definition = SweepDefinition.from_document(rows.sweep.definition)
+    maximize = definition.direction == "maximize"
+    best, best_job, best_params, curve = None, None, None, []
+    for job in rows.succeeded:  # the final model's validation metrics, in the order they ended
+        value = metrics_objective(definition, job.val_metrics)
+        if value is not None and (best is None or (value > best if maximize else value < best)):
+            best, best_job, best_params = value, job.id, dict(job.params or {})
+        curve.append(best)
+    return SweepPanel(
+        id=rows.sweep.id,
+        name=rows.sweep.name,
+        state=rows.sweep.state.value,
+        method=definition.method,
+        done=sum(count for state, count in rows.counts.items() if state.is_finished),
+        total=definition.total,
+        running=rows.counts[JobState.RUNNING],
+        pruned=rows.counts[JobState.PRUNED],
+        best=best,
+        best_job=best_job,
+        best_params=best_params,
+        best_so_far=tuple(curve),
+    )
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything one dashboard frame shows, read at ``taken_at`` from the store at ``source``."""
 
@@ -117,6 +179,7 @@ class Snapshot:
     workers: tuple[WorkerRecord, ...] = ()
     running: tuple[RunningJob, ...] = ()
     recent: tuple[JobRecord, ...] = ()
+    sweeps: tuple[SweepPanel, ...] = ()
 
     @property
     def total_jobs(self) -> int:
@@ -194,6 +257,7 @@ class Snapshot:
                     }
                     for job in self.recent
                 ],
+                "sweeps": [sweep.to_json() for sweep in self.sweeps],
             }
         )
 
@@ -212,6 +276,7 @@ def read_snapshot(
         recent=recent,
         max_running=max_running,
         workers_since=now - timedelta(seconds=defaults.DASHBOARD_FORGET_WORKERS_SECONDS),
+        max_sweeps=defaults.DASHBOARD_SWEEPS,
     )
     return Snapshot(
         taken_at=now,
@@ -223,6 +288,7 @@ def read_snapshot(
             RunningJob(job, rows.epochs.get(job.id, ()), _worker_of(job, rows.workers)) for job in rows.running
         ),
         recent=rows.recent,
+        sweeps=tuple(_sweep_panel(sweep) for sweep in rows.sweeps),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from trainyard.db.records import JobState, WorkerState
+from trainyard.db.records import JobState, SweepState, WorkerState
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -97,6 +97,12 @@ class JobRow(Base):
     best_epoch: Mapped[int | None]
     stopped_epoch: Mapped[int | None]
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)  # records.Submission.context()
+    # A sweep's trial: its sweep, trial number and parameters; ``params_key`` is the hash of the
+    # parameters, unique per sweep, so that no point of a search space is ever trained twice.
+    sweep_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
+    trial: Mapped[int | None]
+    params: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    params_key: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (
         # the dashboard's "recently finished" and requeue_expired's scan of running jobs.
@@ -108,11 +114,31 @@ class JobRow(Base):
         # the reconciler's slots to send: never-dispatched queued jobs oldest first, then the oldest
         # dispatches (Store.redispatch_candidates), read in index order with a LIMIT.
         sa.Index("ix_jobs_state_dispatched", "state", "dispatched_at", "created_at", "id"),
+        # a trial number and a point of the search space each once per sweep: two reconcilers asking
+        # at once cannot both queue trial n, nor the same parameters
+        sa.Index("uq_jobs_sweep_trial", "sweep_id", "trial", unique=True),
+        sa.Index("uq_jobs_sweep_params", "sweep_id", "params_key", unique=True),
     )
 
 
 # claim_next: the best queued job (priority desc, then oldest) is the first entry of this index.
 sa.Index("ix_jobs_claim", JobRow.state, JobRow.priority.desc(), JobRow.created_at, JobRow.id)
+
+
+class SweepRow(Base):
+    """A hyperparameter sweep: its definition, its base spec and where it is; its trials are jobs."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    state: Mapped[SweepState] = mapped_column(_enum(SweepState, "sweep_state"))
+    definition: Mapped[dict[str, Any]]  # records.SweepRecord.definition
+    spec: Mapped[dict[str, Any]]  # the base spec document
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)  # records.Submission.context()
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
 
 
 class EpochRow(Base):

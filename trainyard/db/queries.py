@@ -15,12 +15,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from trainyard.config import redact_url
 from trainyard.db import engine as _engine
-from trainyard.db.models import EpochRow, JobRow, WorkerRow
-from trainyard.db.records import EpochRecord, JobRecord, JobState, WorkerRecord
-from trainyard.db.store import Store, _epoch_record, _job_record, _worker_record, count_by_state
+from trainyard.db.models import EpochRow, JobRow, SweepRow, WorkerRow
+from trainyard.db.records import EpochRecord, JobRecord, JobState, SweepRecord, SweepState, WorkerRecord
+from trainyard.db.store import Store, _epoch_record, _job_record, _sweep_record, _worker_record, count_by_state
 
 
 def open_existing(url: str) -> Store | None:
@@ -57,6 +58,16 @@ class DashboardRows:
     running: tuple[JobRecord, ...]
     epochs: dict[int, tuple[EpochRecord, ...]]  # of the running jobs read, by job id, in epoch order
     recent: tuple[JobRecord, ...]
+    sweeps: tuple[SweepRows, ...] = ()
+
+
+@dataclass(frozen=True)
+class SweepRows:
+    """A sweep the dashboard shows: its trials' counts per state and its succeeded trials (by end)."""
+
+    sweep: SweepRecord
+    counts: dict[JobState, int]
+    succeeded: tuple[JobRecord, ...]
 
 
 def read_dashboard(
@@ -66,6 +77,7 @@ def read_dashboard(
     max_running: int,
     workers_since: datetime | None = None,
     max_workers: int = 100,
+    max_sweeps: int = 0,
 ) -> DashboardRows:
     """The counts per state, the oldest queued job's creation time, the workers heard from since
     ``workers_since``, at most ``max_running`` running jobs (oldest start first) with their epochs,
@@ -122,6 +134,7 @@ def read_dashboard(
                         )
                     )
         finished.sort(key=lambda job: (job.finished_at or job.updated_at, job.id), reverse=True)
+        sweeps = _read_sweeps(session, max_sweeps) if max_sweeps > 0 else ()
 
     return DashboardRows(
         counts=counts,
@@ -130,4 +143,33 @@ def read_dashboard(
         running=running,
         epochs={job_id: tuple(records) for job_id, records in epochs.items()},
         recent=tuple(finished[:recent]),
+        sweeps=sweeps,
     )
+
+
+def _read_sweeps(session: Session, limit: int) -> tuple[SweepRows, ...]:
+    """The running sweeps, then the latest ended ones, at most ``limit``; per sweep one ``GROUP BY``
+    of its trials and its succeeded trials (what its best objective and best-so-far curve need:
+    bounded by the sweep's size, not by the store's)."""
+    rows = session.scalars(
+        sa.select(SweepRow)
+        .order_by(sa.case((SweepRow.state == SweepState.RUNNING, 0), else_=1), SweepRow.updated_at.desc())
+        .limit(limit)
+    ).all()
+    found = []
+    for row in rows:
+        counts = dict.fromkeys(JobState, 0)
+        for state, count in session.execute(
+            sa.select(JobRow.state, sa.func.count()).where(JobRow.sweep_id == row.id).group_by(JobRow.state)
+        ):
+            counts[JobState(state)] = count
+        succeeded = tuple(
+            _job_record(job)
+            for job in session.scalars(
+                sa.select(JobRow)
+                .where(JobRow.sweep_id == row.id, JobRow.state == JobState.SUCCEEDED)
+                .order_by(JobRow.finished_at, JobRow.id)
+            )
+        )
+        found.append(SweepRows(_sweep_record(row), counts, succeeded))
+    return tuple(found)

@@ -19,10 +19,11 @@ def utcnow() -> datetime:
 
 
 class JobState(str, enum.Enum):
-    """The life of a job: ``queued -> running -> succeeded | failed | cancelled``.
+    """The life of a job: ``queued -> running -> succeeded | failed | cancelled | pruned``.
 
     ``running -> queued`` happens when a lease expires or a worker hands a job back;
-    ``failed | cancelled -> queued`` is a retry.
+    ``failed | cancelled -> queued`` is a retry. ``pruned`` ends a sweep's trial that its pruner
+    stopped after an epoch: finished, and never retried as a failure.
     """
 
     QUEUED = "queued"
@@ -30,11 +31,12 @@ class JobState(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"
 
     @property
     def is_finished(self) -> bool:
-        """True for the three terminal states."""
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        """True for the terminal states."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PRUNED)
 
     @property
     def is_active(self) -> bool:
@@ -50,6 +52,19 @@ class JobState(str, enum.Enum):
     def finished_states(cls) -> tuple[JobState, ...]:
         """Every terminal state, in declaration order."""
         return tuple(state for state in cls if state.is_finished)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SweepState(str, enum.Enum):
+    """The life of a sweep: ``running`` while it has trials to ask for or to finish, then
+    ``finished`` (every trial asked for has ended, or the search space has no new point), or
+    ``cancelled``. Submitting the sweep again with more trials runs it again."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
@@ -131,6 +146,8 @@ class EpochRecord:
     val_loss: float | None
     outputs: dict[str, dict[str, Any]]
     recorded_at: datetime
+    #: The row's id: epochs of one sweep are numbered in the order they were stored (Store.record_epoch).
+    id: int | None = None
 
     @property
     def val_mse(self) -> dict[str, float | None]:
@@ -187,6 +204,9 @@ class JobRecord:
     context: dict[str, Any] | None = None  # what the submitter recorded beside the spec; filled with it
     dispatched_at: datetime | None = None  # last time a broker message was sent for it
     spec_hash: str | None = None  # content hash of the spec document; filled by get_job
+    sweep_id: int | None = None  # the sweep this job is a trial of
+    trial: int | None = None  # its trial number in that sweep (0-based)
+    params: dict[str, Any] | None = None  # the trial's parameters, ``{spec path: value}``
 
     @property
     def progress(self) -> str:
@@ -242,6 +262,31 @@ class LeaseStatus:
 
 
 @dataclass(frozen=True)
+class SweepRecord:
+    """A sweep as stored: its definition (the normalised sweep file) and where it is.
+
+    ``definition`` holds ``method``, ``trials``, ``parallel``, ``seed``, ``objective``,
+    ``parameters`` and ``prune`` as :class:`trainyard.sweeps.SweepDefinition` writes them;
+    ``spec`` is the base spec document and ``context`` what its submission recorded (data
+    fingerprint and roots), shared by every trial.
+    """
+
+    id: int
+    name: str
+    state: SweepState
+    definition: dict[str, Any]
+    spec: dict[str, Any]
+    context: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def method(self) -> str:
+        return str(self.definition.get("method", ""))
+
+
+@dataclass(frozen=True)
 class WorkerRecord:
     """A worker process (or Celery node) as seen through its heartbeats."""
 
@@ -283,4 +328,7 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "updated_at": isoformat(job.updated_at),
         "started_at": isoformat(job.started_at),
         "finished_at": isoformat(job.finished_at),
+        "sweep_id": job.sweep_id,
+        "trial": job.trial,
+        "params": dict(job.params) if job.params is not None else None,
     }

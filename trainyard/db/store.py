@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from trainyard import defaults
 from trainyard.db import engine as _engine
-from trainyard.db.models import EpochRow, JobRow, SpecRow, WorkerRow
+from trainyard.db.models import EpochRow, JobRow, SpecRow, SweepRow, WorkerRow
 from trainyard.db.records import (
     INT_MAX,
     OWNER_SEPARATOR,
@@ -45,12 +45,14 @@ from trainyard.db.records import (
     LeaseStatus,
     SpecRecord,
     Submission,
+    SweepRecord,
+    SweepState,
     WorkerRecord,
     WorkerState,
     owner_node,
     utcnow,
 )
-from trainyard.errors import InvalidTransition, JobNotFound, StoreError, StoreUnavailable, short_value
+from trainyard.errors import InvalidTransition, JobNotFound, StoreError, StoreUnavailable, SweepNotFound, short_value
 
 log = logging.getLogger(__name__)
 
@@ -243,38 +245,24 @@ class Store:
         with self._session(write=True) as session:
             spec_ids: dict[str, int] = {}
             for document, digest, _context in prepared:
-                if digest in spec_ids:
-                    continue
-                session.execute(
-                    self._insert(SpecRow)
-                    .values(name=_doc_name(document), content_hash=digest, document=document, created_at=now)
-                    .on_conflict_do_nothing(index_elements=["content_hash"])
-                )
-                spec_ids[digest] = session.scalars(sa.select(SpecRow.id).where(SpecRow.content_hash == digest)).one()
+                if digest not in spec_ids:
+                    spec_ids[digest] = self._spec_id(session, document, digest, now)
             rows = [
-                JobRow(
-                    spec_id=spec_ids[digest],
-                    name=_doc_name(document),
-                    state=JobState.QUEUED,
-                    priority=int(priority),
-                    attempts=0,
-                    max_attempts=int(max_attempts),
-                    epochs_total=_doc_epochs(document),
-                    epochs_done=0,
-                    created_at=now,
-                    updated_at=now,
-                    cancel_requested=False,
-                    val_mse={},
-                    test_mse={},
-                    val_metrics={},
-                    test_metrics={},
-                    context=context,
-                )
+                _new_job(spec_ids[digest], document, context, priority, max_attempts, now)
                 for document, digest, context in prepared
             ]
             session.add_all(rows)
             session.flush()
             return [_job_record(row) for row in rows]
+
+    def _spec_id(self, session: Session, document: dict[str, Any], digest: str, now: datetime) -> int:
+        """The id of the stored spec with this content hash, inserting it first if it is new."""
+        session.execute(
+            self._insert(SpecRow)
+            .values(name=_doc_name(document), content_hash=digest, document=document, created_at=now)
+            .on_conflict_do_nothing(index_elements=["content_hash"])
+        )
+        return session.scalars(sa.select(SpecRow.id).where(SpecRow.content_hash == digest)).one()
 
     def get_job(self, job_id: int) -> JobRecord:
         """The job with its spec document; raises :class:`JobNotFound`."""
@@ -438,6 +426,137 @@ class Store:
                 )
             return ids
 
+    # ------------------------------------------------------------------ sweeps
+    #
+    # A sweep is a row of its own; its trials are jobs with ``sweep_id``, a trial number and their
+    # parameters. The unique indexes on ``(sweep_id, trial)`` and ``(sweep_id, params_key)`` are the
+    # whole concurrency story of trials: two processes asking for trial n at once both try to insert
+    # it, one insert wins and the other gets None from :meth:`add_trial`.
+
+    def save_sweep(
+        self, name: str, definition: Mapping[str, Any], spec: Mapping[str, Any], context: Mapping[str, Any]
+    ) -> tuple[SweepRecord, bool]:
+        """Store a new sweep, or update the definition of the sweep of that name (extending it: it
+        runs again). Returns the sweep and whether it is new."""
+        now = utcnow()
+        definition = json.loads(json.dumps(definition))
+        values = {"definition": definition, "spec": json.loads(json.dumps(spec)), "context": dict(context)}
+        with self._session(write=True) as session:
+            row = session.scalars(sa.select(SweepRow).where(SweepRow.name == name).with_for_update()).first()
+            created = row is None
+            if row is None:
+                session.execute(
+                    self._insert(SweepRow)
+                    .values(name=name, state=SweepState.RUNNING, created_at=now, updated_at=now, **values)
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+                row = session.scalars(sa.select(SweepRow).where(SweepRow.name == name)).one()
+            else:
+                row.definition, row.spec, row.context = values["definition"], values["spec"], values["context"]
+                row.state, row.finished_at, row.updated_at = SweepState.RUNNING, None, now
+                session.flush()
+            return _sweep_record(row), created
+
+    def find_sweep(self, name: str) -> SweepRecord | None:
+        """The sweep called ``name``, or None."""
+        with self._session() as session:
+            row = session.scalars(sa.select(SweepRow).where(SweepRow.name == name)).first()
+            return _sweep_record(row) if row is not None else None
+
+    def get_sweep(self, sweep_id: int) -> SweepRecord:
+        """The sweep with this id; raises :class:`SweepNotFound`."""
+        if not _in_range(sweep_id):
+            raise SweepNotFound(sweep_id)
+        with self._session() as session:
+            row = session.get(SweepRow, sweep_id)
+            if row is None:
+                raise SweepNotFound(sweep_id)
+            return _sweep_record(row)
+
+    def list_sweeps(self, state: SweepState | str | None = None) -> list[SweepRecord]:
+        """Sweeps, newest first (only those in ``state`` if given)."""
+        query = sa.select(SweepRow).order_by(SweepRow.id.desc())
+        if state is not None:
+            query = query.where(SweepRow.state == SweepState(state))
+        with self._session() as session:
+            return [_sweep_record(row) for row in session.scalars(query)]
+
+    def set_sweep_state(self, sweep_id: int, state: SweepState, from_state: SweepState = SweepState.RUNNING) -> bool:
+        """Move a sweep from ``from_state`` to ``state`` (a conditional UPDATE); True if this call moved it."""
+        now = utcnow()
+        values: dict[str, Any] = {"state": state, "updated_at": now}
+        if state is not SweepState.RUNNING:
+            values["finished_at"] = now
+        with self._session(write=True) as session:
+            result = session.execute(
+                sa.update(SweepRow)
+                .where(SweepRow.id == sweep_id, SweepRow.state == from_state)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1 and session.get(SweepRow, sweep_id) is None:
+                raise SweepNotFound(sweep_id)
+            return result.rowcount == 1
+
+    def sweep_jobs(self, sweep_id: int) -> list[JobRecord]:
+        """The trials of a sweep (jobs without their spec), by trial number."""
+        with self._session() as session:
+            rows = session.scalars(sa.select(JobRow).where(JobRow.sweep_id == sweep_id).order_by(JobRow.trial))
+            return [_job_record(row) for row in rows]
+
+    def sweep_epochs(self, sweep_id: int) -> dict[int, list[EpochRecord]]:
+        """``{job id: its epochs in order}`` of every trial of a sweep, in one query."""
+        query = (
+            sa.select(EpochRow)
+            .join(JobRow, JobRow.id == EpochRow.job_id)
+            .where(JobRow.sweep_id == sweep_id)
+            .order_by(EpochRow.job_id, EpochRow.epoch)
+        )
+        found: dict[int, list[EpochRecord]] = {}
+        with self._session() as session:
+            for row in session.scalars(query):
+                found.setdefault(row.job_id, []).append(_epoch_record(row))
+        return found
+
+    def add_trial(
+        self,
+        sweep_id: int,
+        trial: int,
+        params: Mapping[str, Any],
+        params_key: str,
+        submission: Submission,
+        priority: int = defaults.PRIORITY,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+    ) -> JobRecord | None:
+        """Queue trial number ``trial`` of a running sweep as a job; None when another process queued
+        that trial number or those parameters first, or the sweep is no longer running."""
+        now = utcnow()
+        document = json.loads(json.dumps(submission.spec, default=str))
+        digest = spec_hash(document)
+        try:
+            with self._session(write=True) as session:
+                sweep = session.get(SweepRow, sweep_id, with_for_update=True)
+                if sweep is None:
+                    raise SweepNotFound(sweep_id)
+                if sweep.state is not SweepState.RUNNING:
+                    return None
+                row = _new_job(
+                    self._spec_id(session, document, digest, now),
+                    document,
+                    submission.context(),
+                    priority,
+                    max_attempts,
+                    now,
+                )
+                row.sweep_id, row.trial, row.params, row.params_key = sweep_id, trial, dict(params), params_key
+                session.add(row)
+                session.flush()
+                return _job_record(row)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sa.exc.IntegrityError):
+                return None  # the trial number or the parameters are taken: someone else queued it
+            raise
+
     # ------------------------------------------------------------------ worker side
 
     def running_job_ids(self, node: str) -> list[int]:
@@ -537,6 +656,11 @@ class Store:
         now = utcnow()
         with self._session(write=True) as session:
             job = self._owned(session, job_id, owner)
+            if job.sweep_id is not None and self.dialect == "postgresql":
+                # One writer of a sweep's epochs at a time (SQLite has one writer anyway): their ids
+                # then follow the order they are committed in, which the sweep's pruning decisions
+                # rely on (an epoch with a smaller id was visible to whoever stored a larger one).
+                session.execute(sa.select(SweepRow.id).where(SweepRow.id == job.sweep_id).with_for_update())
             inserted = (
                 session.execute(
                     self._insert(EpochRow)
@@ -793,6 +917,29 @@ class Store:
         raise LeaseLost(job_id, owner, job.state, job.lease_owner)
 
 
+def _new_job(
+    spec_id: int, document: Mapping[str, Any], context: dict[str, Any], priority: int, max_attempts: int, now: datetime
+) -> JobRow:
+    return JobRow(
+        spec_id=spec_id,
+        name=_doc_name(document),
+        state=JobState.QUEUED,
+        priority=int(priority),
+        attempts=0,
+        max_attempts=int(max_attempts),
+        epochs_total=_doc_epochs(document),
+        epochs_done=0,
+        created_at=now,
+        updated_at=now,
+        cancel_requested=False,
+        val_mse={},
+        test_mse={},
+        val_metrics={},
+        test_metrics={},
+        context=context,
+    )
+
+
 def check_priority(priority: int) -> int:
     """``priority`` if both stores hold it (a 32-bit integer), else :class:`StoreError` saying so."""
     if isinstance(priority, bool) or not isinstance(priority, int) or not -INT_MAX - 1 <= priority <= INT_MAX:
@@ -864,6 +1011,23 @@ def _job_record(row: JobRow, document: dict[str, Any] | None = None, digest: str
         context=dict(row.context or {}) if document is not None else None,
         dispatched_at=row.dispatched_at,
         spec_hash=digest,
+        sweep_id=row.sweep_id,
+        trial=row.trial,
+        params=dict(row.params) if row.params is not None else None,
+    )
+
+
+def _sweep_record(row: SweepRow) -> SweepRecord:
+    return SweepRecord(
+        id=row.id,
+        name=row.name,
+        state=SweepState(row.state),
+        definition=dict(row.definition or {}),
+        spec=dict(row.spec or {}),
+        context=dict(row.context or {}),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
     )
 
 
@@ -875,6 +1039,7 @@ def _epoch_record(row: EpochRow) -> EpochRecord:
         val_loss=row.val_loss,
         outputs=dict(row.outputs or {}),
         recorded_at=row.recorded_at,
+        id=row.id,
     )
 
 

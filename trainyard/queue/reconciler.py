@@ -4,6 +4,8 @@ One pass (:func:`reconcile`):
 
 1. jobs whose lease expired (their worker died: SIGKILL, power loss, lost network) are queued
    again, or end ``failed`` once they used ``max_attempts`` (``Store.requeue_expired``);
+1b. every running sweep gets its next trials queued, and sweeps that are done are ended
+   (:func:`trainyard.sweeps.advance`): a sweep needs nothing but workers to complete;
 2. the number of queued jobs is compared with the number of messages waiting in the broker queue,
    and the missing messages are sent (``dispatch``): never-dispatched jobs first (new ones, and
    requeued or handed-back ones, whose ``dispatched_at`` is cleared), then the oldest dispatches,
@@ -33,9 +35,10 @@ from typing import TYPE_CHECKING
 from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.db.records import JobState, utcnow
-from trainyard.errors import BrokerError
+from trainyard.errors import BrokerError, TrainyardError
 from trainyard.queue.slots import dispatch
 from trainyard.queue.transport import queue_size
+from trainyard.sweeps import advance
 
 if TYPE_CHECKING:
     from trainyard.db import Store
@@ -54,10 +57,12 @@ class Report:
     in_broker: int | None = None  # messages waiting in the broker queue (None: broker unreachable)
     redispatched: tuple[int, ...] = ()
     broker_error: str | None = None
+    trials: tuple[int, ...] = ()  # sweep trials queued by this pass
+    sweep_error: str | None = None
 
     @property
     def changed(self) -> bool:
-        return bool(self.requeued or self.failed or self.cancelled or self.redispatched)
+        return bool(self.requeued or self.failed or self.cancelled or self.redispatched or self.trials)
 
     def __str__(self) -> str:
         parts = [f"{self.queued} queued", f"{'?' if self.in_broker is None else self.in_broker} in broker"]
@@ -66,11 +71,14 @@ class Report:
             ("failed", self.failed),
             ("cancelled", self.cancelled),
             ("re-dispatched", self.redispatched),
+            ("sweep trials queued", self.trials),
         ):
             if ids:
                 parts.append(f"{label} {', '.join(map(str, ids))}")
         if self.broker_error:
             parts.append(self.broker_error)
+        if self.sweep_error:
+            parts.append(f"sweeps: {self.sweep_error}")
         return "; ".join(parts)
 
 
@@ -88,8 +96,19 @@ def reconcile(
     requeued = tuple(j.id for j in changed if j.state is JobState.QUEUED)
     failed = tuple(j.id for j in changed if j.state is JobState.FAILED)
     cancelled = tuple(j.id for j in changed if j.state is JobState.CANCELLED)
+    trials: tuple[int, ...] = ()
+    sweep_error = None
+    try:
+        trials = tuple(
+            job for progress in advance(store, max_attempts=settings.max_attempts) for job in progress.queued
+        )
+    except Exception as exc:  # a store error or a bug in one sweep: the rest of the pass still runs
+        log.warning("reconciler: sweeps not advanced: %s", exc, exc_info=not isinstance(exc, TrainyardError))
+        sweep_error = str(exc)
     queued = store.count_jobs(JobState.QUEUED)
-    base = Report(requeued=requeued, failed=failed, cancelled=cancelled, queued=queued)
+    base = Report(
+        requeued=requeued, failed=failed, cancelled=cancelled, queued=queued, trials=trials, sweep_error=sweep_error
+    )
     if not queued and not changed:
         return base
     try:

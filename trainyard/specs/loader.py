@@ -14,7 +14,7 @@ from trainyard.errors import DataError, Problem, SpecError
 from trainyard.specs.data import check_data as _check_data
 from trainyard.specs.graph import check_args, resolve_graph
 from trainyard.specs.limits import Limits, check_document, scan_yaml, shown
-from trainyard.specs.schema import BUILTIN_PREFIX, JobSpec, parse_leniently
+from trainyard.specs.schema import BUILTIN_PREFIX, DEFAULT_INPUT, JobSpec, TrainingSpec, parse_leniently
 
 _SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -191,19 +191,21 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             data[role] = str((base / Path(value).expanduser()).resolve())
 
 
-def _apply_override(raw: Any, override: str, limits: Limits) -> Problem | None:
-    """Set ``a.b[2].c=value`` in the raw document; the value is parsed as YAML, within the limits."""
-    key, sep, text = override.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        return Problem(override, "expected an override of the form path=value, e.g. training.epochs=5")
-    try:
-        scan_yaml(text, limits, prefix=key)
-        value = yaml.load(text, Loader=_StrictLoader)
-    except SpecError as exc:
-        return exc.problems[0]
-    except yaml.YAMLError:
-        value = text
+def read_document(source: str | os.PathLike[str]) -> tuple[Any, Path, str]:
+    """The raw YAML document of a file, read as specs are (safe, bounded, duplicate keys refused),
+    with the folder its relative paths resolve against and its name for messages. Raises :class:`SpecError`."""
+    path = Path(source).expanduser()
+    return read_yaml(path), path.resolve().parent, str(path)
+
+
+def set_path(raw: Any, key: str, value: Any) -> Problem | None:
+    """Set the field at ``a.b[2].c`` of a raw spec document to ``value``; a :class:`Problem` if the path
+    cannot be followed.
+
+    Paths reach into the shorthands as a user means them: with ``optimizer: sgd`` (or no optimizer),
+    ``training.optimizer.learning_rate`` sets that optimizer's learning rate; with ``inputs`` given
+    as a list of columns, ``inputs.features.normalize`` sets the one input's field.
+    """
     parts = _split_path(key)
     if parts is None or not isinstance(raw, dict):
         return Problem(key, "cannot parse this path (use dots and [index], e.g. layers[0].units)")
@@ -226,8 +228,42 @@ def _apply_override(raw: Any, override: str, limits: Limits) -> Problem | None:
             if last:
                 node[part] = value
             else:
-                node = node.setdefault(part, {})
+                node[part] = _expand_shorthand(tuple(parts[: i + 1]), node.get(part))
+                node = node[part]
     return None
+
+
+def _expand_shorthand(path: tuple[str | int, ...], value: Any) -> Any:
+    """The long form of a shorthand that a path goes through (``optimizer: sgd`` -> ``{name: sgd}``)."""
+    if path == ("training", "optimizer"):
+        if value is None:
+            return {"name": TrainingSpec.model_fields["optimizer"].default.name}
+        if isinstance(value, str):
+            return {"name": value}
+    if path == ("inputs",) and isinstance(value, list):
+        return {DEFAULT_INPUT: {"columns": value}}
+    return {} if value is None else value
+
+
+def _apply_override(raw: Any, override: str, limits: Limits) -> Problem | None:
+    """Set ``a.b[2].c=value`` in the raw document; the value is parsed as YAML, within the limits."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        return Problem(override, "expected an override of the form path=value, e.g. training.epochs=5")
+    try:
+        scan_yaml(text, limits, prefix=key)
+        value = yaml.load(text, Loader=_StrictLoader)
+    except SpecError as exc:
+        return exc.problems[0]
+    except yaml.YAMLError:
+        value = text
+    return set_path(raw, key, value)
+
+
+def split_path(key: str) -> list[str | int] | None:
+    """``"layers[0].units"`` -> ``["layers", 0, "units"]``; None when it cannot be parsed."""
+    return _split_path(key)
 
 
 def _split_path(key: str) -> list[str | int] | None:

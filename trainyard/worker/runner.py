@@ -80,6 +80,9 @@ class StoreSink(BaseSink):
     lease: Lease
     handback: Any = None  # callable -> bool: the worker is shutting down
     terminated: bool = False  # SIGTERM reached this very process
+    pruning: Any = None  # callable (epoch) -> reason or None, for a sweep's trial with a pruner
+    last_epoch: int = 0  # the job's epochs_total: no pruning decision after it
+    pruned: tuple[int, str] | None = None  # (epoch, reason) once the pruner stopped the trial
     _pending: queue.Queue[Any] = field(default_factory=queue.Queue, init=False, repr=False)
     _writer: threading.Thread | None = field(default=None, init=False, repr=False)
     _error: TrainyardError | None = field(default=None, init=False, repr=False)
@@ -134,6 +137,18 @@ class StoreSink(BaseSink):
             finally:
                 self._pending.task_done()
 
+    def should_stop_after_epoch(self, metrics: EpochMetrics) -> str | None:
+        """A sweep's pruner, after the epoch is in the store (the decision reads it back from there)."""
+        if self.pruning is None or self.lease.lost or metrics.epoch >= self.last_epoch:
+            return None
+        self.flush()
+        if self.lease.lost:
+            return None
+        reason = self.pruning(metrics.epoch)
+        if reason is not None:
+            self.pruned = (metrics.epoch, reason)
+        return reason
+
     def handing_back(self) -> bool:
         return self.terminated or bool(self.handback and self.handback())
 
@@ -159,14 +174,58 @@ def run_job(store: Store, job: JobRecord, owner: str, settings: Settings, *, str
     """Train a job ``owner`` has claimed and record how it ended; returns the state written (None if
     the lease was lost or the job handed back)."""
     lease = Lease(store, job.id, owner, settings.lease_seconds, settings.heartbeat_seconds).start()
-    sink = StoreSink(store, job.id, owner, lease, handback=child.handback_requested)
+    sink = StoreSink(
+        store,
+        job.id,
+        owner,
+        lease,
+        handback=child.handback_requested,
+        pruning=_pruning(store, job),
+        last_epoch=job.epochs_total,
+    )
     previous = _catch_sigterm(sink)
     try:
-        return _run(store, job, owner, settings, sink, strategy)
+        state = _run(store, job, owner, settings, sink, strategy)
     finally:
         _restore_sigterm(previous)
         sink.close()
         lease.stop()
+    if state is not None and job.sweep_id is not None:
+        _next_trials(store, job.sweep_id, settings)
+    return state
+
+
+def _pruning(store: Store, job: JobRecord) -> Any:
+    """The pruning decision of a sweep's trial (None for a plain job, or a sweep without a pruner)."""
+    if job.sweep_id is None:
+        return None
+    from trainyard.sweeps import SweepDefinition, prune_reason
+
+    sweep_id = job.sweep_id
+    definition = SweepDefinition.from_document(store.get_sweep(sweep_id).definition)
+    if not definition.prune:
+        return None
+
+    def decide(epoch: int) -> str | None:
+        return prune_reason(definition, job.id, epoch, store.sweep_jobs(sweep_id), store.sweep_epochs(sweep_id))
+
+    return decide
+
+
+def _next_trials(store: Store, sweep_id: int, settings: Settings) -> None:
+    """A trial ended: queue the sweep's next trials now and send their slots (else the next
+    reconciler pass of any worker does)."""
+    from trainyard.queue import dispatch
+    from trainyard.sweeps import advance
+
+    try:
+        ids = [
+            job for progress in advance(store, sweep_id, max_attempts=settings.max_attempts) for job in progress.queued
+        ]
+        if ids:
+            dispatch(ids, settings, store=store)
+    except TrainyardError as exc:
+        log.warning("sweep %s: next trials left to the reconciler: %s", sweep_id, exc)
 
 
 def _run(
@@ -187,6 +246,14 @@ def _run(
         if strategy is not None:
             log.info("job %s: training on %s replicas (MirroredStrategy)", job.id, strategy.num_replicas_in_sync)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if sink.pruning is not None and 0 < job.epochs_done < job.epochs_total:
+            # resumed after its last stored epoch: the decision taken then (maybe by a worker that
+            # died before recording the end) is taken again, from the same stored epochs
+            reason = sink.pruning(job.epochs_done)
+            if reason is not None:
+                return _end(
+                    store, job, owner, JobState.PRUNED, settings, sink, error=reason, stopped_epoch=job.epochs_done
+                )
         if job.epochs_done == 0:
             # A first attempt, or a retry from scratch: never resume from an earlier run's backup.
             _remove_tree(backup_dir(settings, job.id))
@@ -232,6 +299,21 @@ def _run(
         _discard(partial)
         return None
     os.replace(partial, target)
+    if sink.pruned is not None and result.stop_reason is not None:
+        epoch, reason = sink.pruned
+        return _end(
+            store,
+            job,
+            owner,
+            JobState.PRUNED,
+            settings,
+            sink,
+            error=reason,
+            stopped_epoch=epoch,
+            test_mse=dict(result.test_mse or {}),
+            val_mse=dict(result.val_mse or {}),
+            model_path=str(target),
+        )
     return _end(
         store,
         job,

@@ -1,0 +1,146 @@
+"""``trainyard sweep submit | list | show | cancel`` in-process: bad files refused whole, the JSON promised."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from worker_fixtures import write_spec
+
+from trainyard.cli import main
+from trainyard.db import JobState, Store, SweepState
+
+REPO = Path(__file__).resolve().parents[2]
+
+SWEEP = """\
+name: {name}
+spec: {spec}
+method: random
+trials: 3
+parallel: 2
+seed: 7
+objective:
+  metric: mse
+  outputs: {{output_1: 0.9, output_2: 0.1}}
+parameters:
+  training.optimizer.learning_rate: {{log_uniform: [0.0001, 0.1]}}
+  layers[0].units: {{choice: [4, 8, 16, 32]}}
+  training.batch_size: {{choice: [16, 32, 64]}}
+prune: {{method: asha, min_epochs: 5, reduction_factor: 3}}
+"""
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def folder(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the data roots: the working directory
+    (tmp_path / "multi_output.yaml").write_text((REPO / "specs" / "multi_output.yaml").read_text())
+    return tmp_path
+
+
+def store() -> Store:
+    return Store.open(f"sqlite:///{os.environ['TRAINYARD_HOME']}/trainyard.sqlite")
+
+
+def test_submit_stores_the_sweep_queues_its_first_trials_and_show_json_holds_the_promised_keys(folder: Path) -> None:
+    (folder / "sweep.yaml").write_text(SWEEP.format(name="lr_and_width", spec="multi_output.yaml"))
+    result = run("sweep", "submit", "sweep.yaml", "--json")
+    assert result.exit_code == 0, result.stderr
+    submitted = json.loads(result.stdout)
+    assert submitted["name"] == "lr_and_width" and submitted["state"] == "running" and submitted["method"] == "random"
+    shown = json.loads(run("sweep", "show", str(submitted["id"]), "--json").stdout)
+    assert {"id", "name", "state", "method", "trials", "best"} <= set(shown)
+    assert len(shown["trials"]) == 2 and shown["best"] is None  # `parallel` trials queued, none ended
+    for trial in shown["trials"]:
+        assert set(trial) >= {"job", "params", "state", "epochs", "objective"}
+        assert trial["state"] == "queued" and trial["epochs"] == 0 and trial["objective"] is None
+        assert set(trial["params"]) == {"training.optimizer.learning_rate", "layers[0].units", "training.batch_size"}
+        job = store().get_job(trial["job"])
+        assert job.sweep_id == submitted["id"] and job.params == trial["params"]
+        assert job.spec_document["training"]["optimizer"] == {  # `optimizer: sgd` in the base spec
+            "name": "sgd",
+            "learning_rate": trial["params"]["training.optimizer.learning_rate"],
+        }
+    listed = run("sweep", "list")
+    assert "lr_and_width" in listed.stdout and "0/3" in listed.stdout
+
+    cancelled = run("sweep", "cancel", str(submitted["id"]))
+    assert cancelled.exit_code == 0, cancelled.stderr
+    assert store().get_sweep(submitted["id"]).state is SweepState.CANCELLED
+    assert {job.state for job in store().sweep_jobs(submitted["id"])} == {JobState.CANCELLED}
+    again = run("sweep", "cancel", str(submitted["id"]))
+    assert again.exit_code == 2 and "already cancelled" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("layers[0].units: {choice: [4, 8, 16, 32]}", "layers[9].units: {choice: [4, 8]}"),
+            "parameters.layers[9].units: no item [9] here",
+        ),
+        (
+            ("{choice: [4, 8, 16, 32]}", "{int_uniform: [0, 8]}"),
+            "parameters.layers[0].units: with 0: expected a positive integer, received 0",
+        ),
+        (
+            ("{log_uniform: [0.0001, 0.1]}", "{log_uniform: [0, 0.1]}"),
+            "log_uniform: expected a positive low end, received 0.0",
+        ),
+        (("output_2: 0.1", "output_3: 0.1"), "objective.outputs.output_3: no such output in the spec"),
+        (("trials: 3\n", ""), "trials: required for method random"),
+        (
+            ("training.batch_size:", "training.batch_sise:"),
+            "parameters.training.batch_sise: with 16: unknown key (did you mean 'batch_size'?)",
+        ),
+        (("method: random", "method: bayes"), "method:"),
+        (
+            ("{method: asha, min_epochs: 5, reduction_factor: 3}", "{method: median, min_epochs: 5}"),
+            "min_epochs do(es) not apply to prune method 'median'",
+        ),
+    ],
+)
+def test_a_bad_sweep_file_is_one_line_per_problem_exit_2_and_nothing_stored(
+    folder: Path, change: tuple[str, str], expected: str
+) -> None:
+    text = SWEEP.format(name="bad", spec="multi_output.yaml")
+    assert change[0] in text
+    (folder / "bad.yaml").write_text(text.replace(*change))
+    result = run("sweep", "submit", "bad.yaml")
+    assert result.exit_code == 2
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert store().list_sweeps() == [] and store().list_jobs() == []
+
+
+def test_a_missing_base_spec_and_yaml_errors_name_the_file(folder: Path) -> None:
+    (folder / "sweep.yaml").write_text(SWEEP.format(name="s", spec="nowhere.yaml"))
+    result = run("sweep", "submit", "sweep.yaml")
+    assert result.exit_code == 2 and "spec file not found" in result.stderr and "nowhere.yaml" in result.stderr
+    (folder / "broken.yaml").write_text("name: [unclosed\n")
+    result = run("sweep", "submit", "broken.yaml")
+    assert result.exit_code == 2 and "broken.yaml" in result.stderr and "YAML syntax error" in result.stderr
+
+
+def test_unknown_sweep_ids_are_one_line_and_exit_2(folder: Path) -> None:
+    for args in (("sweep", "show", "42"), ("sweep", "cancel", "nope")):
+        result = run(*args)
+        assert result.exit_code == 2 and "no sweep with id" in result.stderr
+
+
+def test_set_reaches_into_the_optimizer_shorthand(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, "shorthand")
+    spec.write_text(spec.read_text().replace("optimizer: {name: adam, learning_rate: 0.01}", "optimizer: sgd"))
+    result = run("validate", str(spec), "--set", "training.optimizer.learning_rate=0.05")
+    assert result.exit_code == 0, result.stderr
+    from trainyard.specs import load_spec
+
+    loaded = load_spec(spec, overrides=["training.optimizer.learning_rate=0.05", "inputs.features.normalize=true"])
+    assert loaded.training.optimizer.name == "sgd" and loaded.training.optimizer.args == {"learning_rate": 0.05}
+    assert loaded.inputs["features"].normalize is True  # the list-of-columns shorthand, reached the same way
