@@ -42,6 +42,13 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     ("5 store: reconcile pass", "reconcile_pass", [], ["--jobs", "100", "2000", "--runs", "5"]),
     ("6 memory", "worker_memory", ["--repeats", "3"], ["--repeats", "1", "--no-california"]),
     (
+        "8 raw table training",
+        "raw_table_training",
+        ["--repeats", "3", "--epochs", "20"],
+        ["--repeats", "1", "--epochs", "3"],
+    ),
+    ("9 predict 1M rows", "predict_throughput", ["--repeats", "3"], ["--repeats", "1", "--rows", "50000"]),
+    (
         "7 GPU scaling (CPU check)",
         "gpu",
         ["--logical-cpus", "2", "--rows", "200000", "--batch-size", "1024"],

@@ -465,13 +465,17 @@ def _mse_of(metrics: dict[str, dict[str, float | None]]) -> dict[str, float]:
 
 
 def _model_info(spec: JobSpec, labels: dict[str, list[Any]]) -> Any:
+    from trainyard.specs.features import input_record
     from trainyard.specs.targets import ModelInfo, OutputInfo
 
+    record = input_record(spec)
     return ModelInfo(
         outputs={
             name: OutputInfo(type=out.type, labels=tuple(labels.get(name, ())), target=tuple(out.target))
             for name, out in spec.outputs.items()
-        }
+        },
+        inputs=record["inputs"],
+        csv=record["csv"],
     )
 
 

@@ -199,3 +199,71 @@ def test_a_model_file_with_code_in_it_is_refused_by_safe_mode(home: Path, tmp_pa
     assert f"cannot load '{evil}' (in safe mode)" in result.stderr and "Lambda" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not marker.exists()
+
+
+def test_a_model_file_alone_predicts_the_same_as_its_job(job: int, trained, tmp_path: Path) -> None:
+    _, model_path, folder = trained
+    by_job, by_file = tmp_path / "job.csv", tmp_path / "file.csv"
+    for source, out in ((str(job), by_job), (str(model_path), by_file)):
+        result = CliRunner().invoke(main, ["predict", source, str(folder / "new.csv"), "--out", str(out)])
+        assert result.exit_code == 0, result.stderr
+    assert pd.read_csv(by_job).equals(pd.read_csv(by_file))
+    assert trainyard.predict(model_path, pd.read_csv(folder / "new.csv"))["price"].tolist() == pytest.approx(
+        pd.read_csv(by_file)["price"].tolist(), rel=1e-6
+    )
+
+
+def test_a_keras_file_without_trainyards_record_is_one_line(home: Path, tmp_path: Path) -> None:
+    import keras
+
+    x = keras.Input((1,), name="size")
+    keras.Model(x, {"price": keras.layers.Dense(1, name="price")(x)}).save(tmp_path / "other.keras")
+    pd.DataFrame({"size": [1.0]}).to_csv(tmp_path / "d.csv", index=False)
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "other.keras"), str(tmp_path / "d.csv")])
+    assert result.exit_code == 2
+    assert "does not record the columns its inputs take" in result.stderr
+
+
+def test_binary_and_category_outputs_give_probabilities_and_labels(home: Path, tmp_path: Path) -> None:
+    from trainyard.specs import load_spec
+    from trainyard.training import train
+
+    frame = _rows(200, 3)
+    frame["expensive"] = np.where(frame["price"] > frame["price"].median(), "yes", "no")
+    frame["band"] = pd.cut(frame["price"], 3, labels=["low", "mid", "high"]).astype(str)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    spec = load_spec(
+        {
+            "name": "classes",
+            "data": {"source": str(tmp_path / "t.csv")},
+            "inputs": {
+                "size": {"columns": ["size"], "missing": "median", "normalize": True},
+                "city": {"columns": ["city"], "type": "category"},
+            },
+            "layers": [{"type": "Concatenate", "input": ["size", "city"]}, {"type": "Dense", "units": 4}],
+            "outputs": {
+                "expensive": {"target": "expensive", "type": "binary"},
+                "band": {"target": "band", "type": "category"},
+            },
+            "training": {"epochs": 2, "optimizer": {"name": "adam", "learning_rate": 0.05}},
+        }
+    )
+    model_path = train(spec, model_path=tmp_path / "m.keras").model_path
+    rows = frame.drop(columns=["price", "expensive", "band"]).head(20)
+    predicted = trainyard.predict(model_path, rows)
+    assert list(predicted.columns) == ["expensive", "band", "band_proba_high", "band_proba_low", "band_proba_mid"]
+    probabilities = predicted[["band_proba_high", "band_proba_low", "band_proba_mid"]].to_numpy()
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert predicted["band"].tolist() == [["high", "low", "mid"][i] for i in probabilities.argmax(axis=1)]
+    assert ((predicted["expensive"] >= 0) & (predicted["expensive"] <= 1)).all()
+
+    import keras
+    import tensorflow as tf
+
+    from trainyard.specs import model_inputs
+
+    plain = keras.saving.load_model(model_path, safe_mode=True).predict(
+        {k: tf.constant(v) for k, v in model_inputs(spec.inputs, rows).items()}, verbose=0
+    )
+    assert np.allclose(predicted["expensive"], plain["expensive"][:, 0], rtol=1e-5)
+    assert np.allclose(probabilities, plain["band"], rtol=1e-5)

@@ -208,3 +208,16 @@ def test_csv_read_options_reach_pandas_and_a_semicolon_file_gets_one_hint(tmp_pa
     assert sorted(rows.tolist()) == [1.5, 2.5, 3.5, 4.5]
     zones = set(np.concatenate([data.train.x["z"], data.valid.x["z"]])[:, 0])
     assert zones == {"Zürich", "Genève", ""}  # "-" is missing: its own value
+
+
+def test_category_values_are_the_same_text_whatever_pandas_read_them_as() -> None:
+    from trainyard.specs.features import category_text
+
+    as_int = category_text(pd.Series([1, 2, 3]))
+    as_float = category_text(pd.Series([1.0, np.nan, 3.0]))
+    as_objects = category_text(pd.Series([1, None, 3.0, True, "x"], dtype=object))
+    as_bool = category_text(pd.Series([True, False]))
+    assert as_int.tolist() == ["1", "2", "3"]
+    assert as_float.tolist() == ["1", "", "3"]
+    assert as_objects.tolist() == ["1", "", "3", "true", "x"]
+    assert as_bool.tolist() == ["true", "false"]

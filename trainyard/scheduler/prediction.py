@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.errors import DataError, Problem, TrainyardError
+from trainyard.specs.targets import MODEL_INFO_ENTRY
 
 if TYPE_CHECKING:
     import keras
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 
     from trainyard.specs.schema import InputSpec
 
-#: The entry of a ``.keras`` archive where trainyard records what it knows of the model.
-MODEL_INFO_ENTRY = "trainyard.json"
 
 #: The suffixes ``predict`` reads and writes.
 _CSV = (".csv",)
@@ -140,7 +139,7 @@ def open_predictor(job_or_path: int | str | os.PathLike[str], *, settings: Setti
         isinstance(job_or_path, str) and (job_or_path.endswith(".keras") or os.sep in job_or_path)
     ):
         path = Path(job_or_path)
-        info = read_model_info(path)
+        info = _read_record(path)
         if info is None or not isinstance(info.get("inputs"), Mapping):
             raise PredictionError(
                 f"{str(path)!r} does not record the columns its inputs take (a model saved by another tool,"
@@ -155,7 +154,7 @@ def open_predictor(job_or_path: int | str | os.PathLike[str], *, settings: Setti
     if not job.model_path:
         raise PredictionError(f"job {job.id} is {job.state}: it has no model yet")
     spec = spec_from_document(job.spec_document or {})
-    info = read_model_info(Path(job.model_path)) or {}
+    info = _read_record(Path(job.model_path)) or {}
     options = spec.data.csv.read_options() if spec.data.csv is not None else {}
     info = {**info, "csv": info.get("csv", options)}
     targets = {name: out.target for name, out in spec.outputs.items()}
@@ -179,8 +178,10 @@ def _predictor(
         text = " ".join(str(exc).split())[:300]
         raise PredictionError(f"{source}: cannot load {str(path)!r} (in safe mode): {text}") from None
     recorded = info.get("outputs") if isinstance(info.get("outputs"), Mapping) else {}
+    # the spec's order (the job's spec, or as recorded), then any other output of the model
+    order = [n for n in [*(targets or {}), *recorded] if n in model.output_names]
     outputs = []
-    for name in model.output_names:
+    for name in dict.fromkeys([*order, *model.output_names]):
         entry = recorded.get(name) if isinstance(recorded.get(name), Mapping) else {}
         target = tuple(entry.get("target") or (targets or {}).get(name) or ())
         outputs.append(
@@ -206,8 +207,10 @@ def _inputs_of(doc: Mapping[str, Any], source: str) -> dict[str, InputSpec]:
         raise PredictionError(f"{source}: its recorded inputs are not readable by this trainyard") from None
 
 
-def read_model_info(path: Path) -> dict[str, Any] | None:
-    """What trainyard recorded inside a ``.keras`` file (``inputs``, ``outputs``...), None without it."""
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The raw ``trainyard.json`` of a ``.keras`` file (:class:`~trainyard.specs.targets.ModelInfo`'s
+    ``inputs``, ``outputs``, ``csv``), None without it; unlike ``read_model_info`` it tells a missing
+    file and a file that is no archive apart."""
     try:
         with zipfile.ZipFile(path) as archive:
             if MODEL_INFO_ENTRY not in archive.namelist():

@@ -31,7 +31,7 @@ import numpy as np
 
 from trainyard import defaults
 from trainyard.errors import DataError, Problem
-from trainyard.specs.schema import ConstantFill, InputSpec
+from trainyard.specs.schema import ConstantFill, InputSpec, JobSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,6 +131,16 @@ def signature_from_document(document: Mapping[str, Any] | None) -> dict[str, dic
         return {}
 
 
+def input_record(spec: JobSpec) -> dict[str, Any]:
+    """What a saved model must carry to take raw rows without its spec: ``{"inputs": {...}, "csv": {...}}``
+    (each input's spec document, and how the spec's CSV files are read). ``trainyard predict MODEL.keras``
+    reads it back from the ``trainyard.json`` entry of the archive."""
+    return {
+        "inputs": {name: inp.document() for name, inp in spec.inputs.items()},
+        "csv": spec.data.csv.read_options() if spec.data.csv is not None else {},
+    }
+
+
 # -- raw rows -> model inputs --------------------------------------------------------------------------
 
 
@@ -195,7 +205,7 @@ def category_text(series: pd.Series) -> np.ndarray:
     if pd.api.types.is_bool_dtype(series):
         return np.where(values, "true", "false").astype(object)
     if pd.api.types.is_numeric_dtype(series):
-        floats = values.astype(np.float64)
+        floats = series.to_numpy(dtype=np.float64, na_value=np.nan)
         missing = np.isnan(floats)
         integral = ~missing & np.isfinite(floats) & (np.floor(floats) == floats) & (np.abs(floats) < 2**53)
         text = np.empty(len(values), dtype=object)
@@ -207,10 +217,25 @@ def category_text(series: pd.Series) -> np.ndarray:
         text[missing] = MISSING_TOKEN
         return text
     missing = pd.isna(series).to_numpy()
-    text = series.astype(str).to_numpy(dtype=object)
+    text = series.to_numpy(dtype=object).copy()
+    other = np.fromiter((not isinstance(v, str) for v in text), dtype=bool, count=len(text)) & ~missing
+    if other.any():  # numbers and booleans among text (a DataFrame built by hand, a chunk with gaps)
+        text[other] = [_canonical(v) for v in text[other]]
     if missing.any():
         text[missing] = MISSING_TOKEN
     return text
+
+
+def _canonical(value: Any) -> str:
+    """One value as :func:`category_text` writes it in a column of its type."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return str(int(f)) if math.isfinite(f) and f.is_integer() and abs(f) < 2**53 else repr(f)
+    return str(value)
 
 
 def _numbers(series: pd.Series, column: str, first_line: int | None) -> tuple[np.ndarray, str | None]:
@@ -219,7 +244,7 @@ def _numbers(series: pd.Series, column: str, first_line: int | None) -> tuple[np
     if pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=np.float32), None
     if pd.api.types.is_numeric_dtype(series):
-        values = series.to_numpy(dtype=np.float32)
+        values = series.to_numpy(dtype=np.float32, na_value=np.nan)  # nullable Int64/Float64 too
         bad_text = None
     else:
         coerced = pd.to_numeric(series, errors="coerce")

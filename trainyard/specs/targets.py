@@ -61,19 +61,30 @@ class OutputInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What trainyard records inside a ``.keras`` file: each output's type and labels."""
+    """What trainyard records inside a ``.keras`` file: each output's type and labels; each input's
+    spec document (its columns and preprocessing, :func:`trainyard.specs.features.input_record`) and
+    how CSV files are read, so that ``trainyard predict MODEL.keras`` needs no job."""
 
     outputs: dict[str, OutputInfo] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    csv: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"outputs": {name: info.as_dict() for name, info in self.outputs.items()}}
+        doc: dict[str, Any] = {"outputs": {name: info.as_dict() for name, info in self.outputs.items()}}
+        if self.inputs:
+            doc["inputs"] = dict(self.inputs)
+            doc["csv"] = dict(self.csv)
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> ModelInfo:
         outputs = doc.get("outputs") if isinstance(doc, Mapping) else None
         if not isinstance(outputs, Mapping):
             return cls()
+        inputs, csv = doc.get("inputs"), doc.get("csv")
         return cls(
+            inputs=dict(inputs) if isinstance(inputs, Mapping) else {},
+            csv=dict(csv) if isinstance(csv, Mapping) else {},
             outputs={
                 str(name): OutputInfo(
                     type=str(entry.get("type", "regression")),
@@ -82,14 +93,14 @@ class ModelInfo:
                 )
                 for name, entry in outputs.items()
                 if isinstance(entry, Mapping)
-            }
+            },
         )
 
 
 def write_model_info(path: str | Path, info: ModelInfo) -> None:
     """Add the ``trainyard.json`` entry to a freshly saved ``.keras`` archive."""
     with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(MODEL_INFO_ENTRY, json.dumps(info.as_dict(), sort_keys=True))
+        archive.writestr(MODEL_INFO_ENTRY, json.dumps(info.as_dict()))  # the outputs in the spec's order
 
 
 def read_model_info(path: str | Path) -> ModelInfo | None:
