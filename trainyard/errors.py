@@ -86,7 +86,7 @@ class SweepNotFound(StoreError):
     """A sweep id given by the user does not exist in the store."""
 
     def __init__(self, sweep_id: object) -> None:
-        super().__init__(f"no sweep with id {sweep_id!r}")
+        super().__init__(f"no sweep with id {short_value(sweep_id)}")
         self.sweep_id = sweep_id
 
 

@@ -108,6 +108,16 @@ def test_bad_overrides_name_their_path() -> None:
         load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=-2"])
 
 
+@pytest.mark.parametrize(
+    "index", ["²", "9" * 5000, "99999999999999999999"], ids=["superscript", "5000-digits", "2**66"]
+)
+def test_an_override_index_no_list_can_have_is_a_problem_not_a_traceback(index: str) -> None:
+    """``"²".isdigit()`` is true but ``int("²")`` fails; ``int`` refuses 4,300 digits or more."""
+    with pytest.raises(SpecError) as caught:
+        load_spec(SPECS / "mlp.yaml", overrides=[f"layers[{index}].units=3"])
+    assert len(caught.value.problems) == 1
+
+
 def test_yaml_string_and_dict_sources_give_the_same_spec(csv_spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(csv_spec.parent.parent)
     import yaml

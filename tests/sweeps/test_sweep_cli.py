@@ -132,6 +132,13 @@ def test_unknown_sweep_ids_are_one_line_and_exit_2(folder: Path) -> None:
     for args in (("sweep", "show", "42"), ("sweep", "cancel", "nope")):
         result = run(*args)
         assert result.exit_code == 2 and "no sweep with id" in result.stderr
+    # past the integer range both stores hold, not ASCII digits, too long to be an int
+    for sweep_id, shown in (("9223372036854775808", "9223372036854775808"), ("²", "'²'"), ("9" * 5000, None)):
+        for command in ("show", "cancel"):
+            result = run("sweep", command, sweep_id)
+            assert result.exit_code == 2, result.output
+            assert result.stderr.startswith("error: no sweep with id ") and result.stderr.count("\n") == 1
+            assert shown is None or result.stderr == f"error: no sweep with id {shown}\n", result.stderr
 
 
 def test_set_reaches_into_the_optimizer_shorthand(tmp_path: Path) -> None:

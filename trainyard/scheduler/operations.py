@@ -34,14 +34,22 @@ def parse_job_id(value: object) -> int:
     Only ASCII digits count (``"²"`` is a digit to ``str.isdigit`` but not to ``int``), and only as
     many as an id can have: the store refuses ids past its integer range the same way.
     """
-    if isinstance(value, bool):
+    found = parse_id(value)
+    if found is None:
         raise JobNotFound(value)
+    return found
+
+
+def parse_id(value: object) -> int | None:
+    """An id as a user gives it (``12``, ``"12"``, ``"#12"``) as an int, None if it is none."""
+    if isinstance(value, bool):
+        return None
     if isinstance(value, int):
         return value
     text = str(value).strip().lstrip("#")
     if text.isascii() and text.isdigit() and len(text) <= _ID_DIGITS:
         return int(text)
-    raise JobNotFound(value)
+    return None
 
 
 #: More digits than this cannot be an id (the largest, ``records.INT_MAX``, has 10); a longer

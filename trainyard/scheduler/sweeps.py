@@ -15,17 +15,15 @@ from trainyard.config import Settings
 from trainyard.db import EpochRecord, JobRecord, JobState, Store, SweepRecord, SweepState
 from trainyard.db.records import isoformat
 from trainyard.errors import BrokerError, InvalidTransition, SweepNotFound
-from trainyard.scheduler.operations import _dispatch, open_store, submit_data_roots
+from trainyard.scheduler.operations import _dispatch, open_store, parse_id, submit_data_roots
 
 
 def parse_sweep_id(value: object) -> int:
     """``"3"`` or ``3`` -> 3; anything else is a :class:`SweepNotFound` naming what was given."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip().lstrip("#")
-    if text.isdigit() and len(text) < 19:
-        return int(text)
-    raise SweepNotFound(value)
+    found = parse_id(value)
+    if found is None:
+        raise SweepNotFound(value)
+    return found
 
 
 def submit_sweep(

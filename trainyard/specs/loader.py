@@ -274,7 +274,9 @@ def _split_path(key: str) -> list[str | int] | None:
             parts.append(name)
         while rest:
             index, close, rest = rest.partition("]")
-            if not close or not index.lstrip("-").isdigit():
+            digits = index.removeprefix("-")
+            # ASCII digits only ("²" is a digit to isdigit, not to int), and never more than an index can have
+            if not close or not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
                 return None
             parts.append(int(index))
             rest = rest.removeprefix("[")
