@@ -127,7 +127,8 @@ class Sink(Protocol):
       ``on_epoch(metrics)``, then ``should_stop_after_epoch(metrics)``. A reason (a string) ends
       training after this epoch as if it were the last one: the model is saved, the final MSEs
       computed and :func:`train` returns with ``TrainingResult.stop_reason`` set to the reason
-      (early stopping, a pruned trial); a reason given after the last epoch changes nothing. None
+      (a pruned trial; `training.early_stopping` is the core's own, see :class:`_EarlyStopping`); a
+      reason given after the last epoch changes nothing. None
       trains on. Epochs a resume skips are not reported, and the core does not remember a reason
       across runs: a run resumed from a backup asks again from its first new epoch.
     - ``flush()`` before every backup and once when training ends (returns or raises): a sink may
@@ -232,16 +233,20 @@ def train(
         return model
 
     model = compiled_model()
+    stopping = _EarlyStopping.of(spec)
     backup = (
-        _Backup(Path(backup_dir), backup_interval, before_save=sink.flush, may_save=sink.may_back_up)
+        _Backup(Path(backup_dir), backup_interval, before_save=sink.flush, may_save=sink.may_back_up, stopping=stopping)
         if backup_dir is not None
         else None
     )
     initial_epoch = backup.restore(model) if backup is not None else 0
     if initial_epoch < 0:  # an unusable backup: start again from the same initial weights
         model, initial_epoch = compiled_model(), 0
+        stopping = _EarlyStopping.of(spec)
+        if backup is not None:
+            backup.stopping = stopping
 
-    reporter = _reporter_class()(spec, sink, steps, _validator(model, spec, data.valid, target_moments))
+    reporter = _reporter_class()(spec, sink, steps, _validator(model, spec, data.valid, target_moments), stopping)
     callbacks: list[keras.callbacks.Callback] = [reporter]
     if backup is not None:
         # after the reporter: a cancelled or diverged epoch raises before it could be backed up
@@ -265,6 +270,8 @@ def train(
     finally:
         sink.flush()  # every epoch reported is written before train returns or raises
 
+    if stopping is not None:
+        stopping.restore(model, reporter.epochs[-1].epoch if reporter.epochs else None)
     saved = prediction_model(model, spec, target_moments)
     _save(saved, path, _model_info(spec, data.labels))
     val_metrics = split_metrics(saved, spec, data.valid)
@@ -283,6 +290,7 @@ def train(
         val_metrics=val_metrics,
         test_metrics=test_metrics,
         stopped_epoch=stopped,
+        best_epoch=stopping.best_epoch if stopping is not None else None,
         labels=dict(data.labels),
     )
 
@@ -514,15 +522,23 @@ class _Backup:
     _WEIGHTS = re.compile(r"epoch-(\d+)(?:\.[0-9a-z-]+)?\.weights\.h5")
 
     def __init__(
-        self, directory: Path, interval: float, *, before_save: Callable[[], None], may_save: Callable[[], bool]
+        self,
+        directory: Path,
+        interval: float,
+        *,
+        before_save: Callable[[], None],
+        may_save: Callable[[], bool],
+        stopping: _EarlyStopping | None = None,
     ) -> None:
         self.directory = directory
         self.interval = interval
         self.before_save = before_save  # the sink's flush, then its veto (see Sink)
         self.may_save = may_save
+        # early stopping's state goes into every backup, beside the weights file it belongs to
+        self.stopping = stopping
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # this run's files (see above)
         self.last = time.monotonic()
-        self.pending: tuple[int, list[np.ndarray]] | None = None
+        self.pending: tuple[int, list[np.ndarray], Any] | None = None
 
     def restore(self, model: keras.Model) -> int:
         """Load the last backup into ``model``; its epoch count, 0 without one, -1 if it is unusable."""
@@ -536,6 +552,8 @@ class _Backup:
             model.optimizer.build(model.trainable_variables)
         for epoch, name in candidates:
             try:
+                if self.stopping is not None:
+                    self.stopping.load(self.directory / _stopping_file(name))
                 model.load_weights(self.directory / name)
                 return epoch
             except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -551,24 +569,29 @@ class _Backup:
             self.save(model, epochs_done)
             self.last = now
         else:  # epochs this short are small models: a copy of their variables costs next to nothing
-            self.pending = (epochs_done, [v.numpy() for v in _state_variables(model)])
+            snapshot = self.stopping.snapshot() if self.stopping is not None else None
+            self.pending = (epochs_done, [v.numpy() for v in _state_variables(model)], snapshot)
 
     def save_pending(self, model: keras.Model) -> None:
         """On an orderly stop mid-epoch: back up the last finished epoch kept in memory, if newer."""
         if self.pending is None:
             return
-        epochs_done, values = self.pending
+        epochs_done, values, snapshot = self.pending
         for variable, value in zip(_state_variables(model), values):
             variable.assign(value)
-        self.save(model, epochs_done)
+        self.save(model, epochs_done, snapshot)
 
-    def save(self, model: keras.Model, epochs_done: int) -> None:
+    def save(self, model: keras.Model, epochs_done: int, snapshot: Any = None) -> None:
         self.before_save()
         self.pending = None
         if not self.may_save():
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epochs_done}.{self.tag}.weights.h5"
+        if self.stopping is not None:  # written first: a complete weights file always has its state
+            companion = self.directory / _stopping_file(name)
+            self.stopping.save(self.directory / f".tmp-{companion.name}", snapshot)
+            os.replace(self.directory / f".tmp-{companion.name}", companion)
         tmp = self.directory / f".tmp-{name}"
         model.save_weights(tmp)
         _fsync(tmp)
@@ -584,6 +607,7 @@ class _Backup:
         for epoch, old in self._complete():
             if epoch < epochs_done:
                 (self.directory / old).unlink(missing_ok=True)
+                (self.directory / _stopping_file(old)).unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Forget every backup (the run finished, or the backup could not be used)."""
@@ -613,6 +637,86 @@ class _Backup:
             if match:
                 found.append((int(match.group(1)), name))
         return found
+
+
+def _stopping_file(weights_name: str) -> str:
+    """The file holding early stopping's state beside a backup's weights file."""
+    return weights_name.removesuffix(".weights.h5") + ".stopping.npz"
+
+
+class _EarlyStopping:
+    """``training.early_stopping``: watches one output's headline validation metric epoch after epoch.
+
+    The run stops once ``patience`` epochs in a row brought no improvement on the best value; with
+    ``restore_best`` the best epoch's weights are kept in memory and put back before the model is
+    saved. Its state (best value and epoch, epochs waited, best weights) is part of every backup,
+    so a resumed run stops where an uninterrupted one would.
+    """
+
+    def __init__(self, output: str, kind: str, loss: str | None, patience: int, restore_best: bool) -> None:
+        from trainyard import metrics
+
+        self.output = output
+        self.metric = metrics.metric(metrics.headline(kind))
+        self.patience = patience
+        self.restore_best = restore_best
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.best_weights: list[np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, spec: JobSpec) -> _EarlyStopping | None:
+        stopping = spec.training.early_stopping
+        if stopping is None or stopping.output is None:
+            return None
+        out = spec.outputs[stopping.output]
+        return cls(stopping.output, out.type, out.loss, stopping.patience, stopping.restore_best)
+
+    def update(self, epoch: EpochMetrics, model: keras.Model) -> str | None:
+        """Hear one finished epoch; the reason to stop after it, or None."""
+        value = epoch.val_metrics.get(self.output, {}).get(self.metric.name)
+        if value is not None and math.isfinite(value) and (self.best is None or self.metric.better(value, self.best)):
+            self.best, self.best_epoch, self.wait = float(value), epoch.epoch, 0
+            if self.restore_best:
+                self.best_weights = [w.numpy() for w in model.weights]
+            return None
+        self.wait += 1
+        if self.wait >= self.patience:
+            return f"stopped early at epoch {epoch.epoch}, best epoch {self.best_epoch}"
+        return None
+
+    def restore(self, model: keras.Model, last_epoch: int | None) -> None:
+        """Put the best epoch's weights back (with ``restore_best``, when it was not the last epoch)."""
+        if self.restore_best and self.best_weights is not None and self.best_epoch != last_epoch:
+            for variable, value in zip(model.weights, self.best_weights):
+                variable.assign(value)
+
+    def snapshot(self) -> tuple[dict[str, Any], list[np.ndarray] | None]:
+        """The state as it is now (the best weights are never changed in place: no copy needed)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}, self.best_weights
+
+    def save(self, path: Path, snapshot: tuple[dict[str, Any], list[np.ndarray] | None] | None = None) -> None:
+        import numpy as np
+
+        state, weights = snapshot if snapshot is not None else self.snapshot()
+        arrays = {f"w{i}": w for i, w in enumerate(weights or [])}
+        with open(path, "wb") as fh:
+            np.savez(fh, state=np.array(json.dumps(state)), **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def load(self, path: Path) -> None:
+        """The state a backup holds; raises OSError/ValueError/KeyError when it is missing or broken."""
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as saved:
+            state = json.loads(str(saved["state"]))
+            weights = [saved[f"w{i}"] for i in range(len(saved.files) - 1)]
+        self.best = None if state["best"] is None else float(state["best"])
+        self.best_epoch = None if state["best_epoch"] is None else int(state["best_epoch"])
+        self.wait = int(state["wait"])
+        self.best_weights = weights or None
 
 
 def _state_variables(model: keras.Model) -> list[keras.Variable]:
@@ -663,10 +767,12 @@ class _ReporterMixin:
         sink: Sink,
         steps: int,
         validate: Callable[[], tuple[float, dict[str, dict[str, float | None]]]],
+        stopping: _EarlyStopping | None = None,
     ) -> None:
         super().__init__()
         self.sink = sink
         self.validate = validate
+        self.stopping = stopping
         self.outputs = list(spec.outputs)
         self.single = len(self.outputs) == 1
         self.steps = steps
@@ -701,8 +807,9 @@ class _ReporterMixin:
                 outputs[name]["val_mse"] = val_metrics[name]["mse"]
         metrics = EpochMetrics(epoch=epoch + 1, loss=loss, val_loss=val_loss, outputs=outputs)
         self.epochs.append(metrics)
+        early = self.stopping.update(metrics, self.model) if self.stopping is not None else None
         self.sink.on_epoch(metrics)
-        reason = self.sink.should_stop_after_epoch(metrics)
+        reason = self.sink.should_stop_after_epoch(metrics) or early
         if reason is not None and metrics.epoch < self.last_epoch:
             self.stop_reason = reason
             self.model.stop_training = True  # fit ends after this epoch's callbacks, the backup's too

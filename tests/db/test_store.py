@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from trainyard.db import JobState, LeaseLost, Store, Submission, WorkerState, spec_hash, utcnow
-from trainyard.errors import InvalidTransition, JobNotFound, StoreError
+from trainyard.errors import InvalidTransition, JobNotFound, StoreError, StoreUnavailable
 
 
 def doc(name: str = "mlp", epochs: int = 3, **extra: object) -> dict:
@@ -668,6 +668,7 @@ def test_an_unreachable_database_is_one_clear_error_without_the_password() -> No
         Store.open(url)
 
     message = str(caught.value)
+    assert isinstance(caught.value, StoreUnavailable)  # worth trying again: a worker waits, never fails a job
     assert message.startswith("cannot reach the job store at postgresql+psycopg://trainer:***@127.0.0.1:9/jobs")
     assert "s3cret" not in message and "\n" not in message
 
@@ -713,13 +714,15 @@ def test_a_database_from_a_newer_trainyard_is_refused_with_advice(store: Store, 
         conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00d'"))
     engine.dispose_all()  # as a new process would
 
-    with pytest.raises(StoreError, match="schema revision 'f00d'.*upgrade trainyard"):
+    with pytest.raises(StoreError, match="schema revision 'f00d'.*upgrade trainyard") as caught:
         Store.open(db_url)
+    assert not isinstance(caught.value, StoreUnavailable)  # waiting would not mend it
 
 
 def test_a_malformed_url_or_an_unusable_folder_is_a_store_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(StoreError, match="cannot be parsed"):
+    with pytest.raises(StoreError, match="cannot be parsed") as caught:
         Store.open("not a url")
+    assert not isinstance(caught.value, StoreUnavailable)
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot reach the job store"):

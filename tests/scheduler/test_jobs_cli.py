@@ -332,3 +332,27 @@ def test_a_priority_past_the_integer_range_is_refused_before_anything_is_stored(
         )
     assert Store.open(store_url).list_jobs() == []
     assert submitted(MLP, "--priority", "2147483647")[0]["priority"] == 2147483647
+
+
+def test_show_names_each_outputs_metrics_and_where_early_stopping_stopped(store_url: str) -> None:
+    [job] = submitted(MLP)
+    store = Store.open(store_url)
+    play_worker(store, job["id"], [0.5, 0.4])
+    store.finish(
+        job["id"],
+        "worker-a",
+        JobState.SUCCEEDED,
+        val_metrics={"output": {"mse": 0.4, "mae": 0.5}},
+        test_metrics={"output": {"mse": 0.7, "mae": 0.6}},
+        stopped_epoch=37,
+        best_epoch=27,
+    )
+
+    out = ok("show", str(job["id"])).stdout
+    assert "stopped early at epoch 37, best epoch 27" in out
+    assert "MSE 0.4, MAE 0.5" in out and "MSE 0.7, MAE 0.6" in out
+    shown = json.loads(ok("show", str(job["id"]), "--json").stdout)
+    assert shown["val_metrics"] == {"output": {"mse": 0.4, "mae": 0.5}}
+    assert shown["test_metrics"] == {"output": {"mse": 0.7, "mae": 0.6}}
+    assert (shown["stopped_epoch"], shown["best_epoch"]) == (37, 27)
+    assert shown["epochs"][-1]["val_metrics"] == {"output": {"mse": 0.4}}

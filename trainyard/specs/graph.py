@@ -10,7 +10,7 @@ from typing import Any
 from trainyard.errors import Problem
 from trainyard.specs.features import layer_names
 from trainyard.specs.limits import Limits, shown
-from trainyard.specs.schema import JobSpec, LayerSpec
+from trainyard.specs.schema import JobSpec, LayerSpec, did_you_mean
 
 #: Argument keys whose value Keras deserialises into arbitrary objects when given as a mapping.
 _OBJECT_KEYS = frozenset({"class_name", "module", "registered_name"})
@@ -89,7 +89,9 @@ def resolve_graph(spec: JobSpec) -> tuple[JobSpec, list[Problem]]:
             )
         outputs[name] = out.model_copy(update={"input": ref})
 
-    resolved = spec.model_copy(update={"layers": layers, "outputs": outputs})
+    training, stopping_problems = _early_stopping(spec)
+    problems += stopping_problems
+    resolved = spec.model_copy(update={"layers": layers, "outputs": outputs, "training": training})
     cycle = _find_cycle(resolved)
     if cycle:
         first = layer_index[cycle[0]]
@@ -146,6 +148,25 @@ def build_order(spec: JobSpec) -> list[LayerSpec]:
                 stack.pop()
                 order.append(layer)
     return order
+
+
+def _early_stopping(spec: JobSpec) -> tuple[Any, list[Problem]]:
+    """``training`` with early stopping's output named (the only output when none is given)."""
+    stopping = spec.training.early_stopping
+    if stopping is None:
+        return spec.training, []
+    names = list(spec.outputs)
+    path = "training.early_stopping.output"
+    if stopping.output is None:
+        if len(names) == 1:
+            return spec.training.model_copy(
+                update={"early_stopping": stopping.model_copy(update={"output": names[0]})}
+            ), []
+        return spec.training, [Problem(path, f"required when there are several outputs ({', '.join(names)})")]
+    if stopping.output not in spec.outputs:
+        hint = did_you_mean(stopping.output, names) or f" (outputs: {', '.join(names)})"
+        return spec.training, [Problem(path, f"unknown output {stopping.output!r}{hint}")]
+    return spec.training, []
 
 
 def _find_cycle(spec: JobSpec) -> list[str] | None:

@@ -454,6 +454,15 @@ class OptimizerSpec(_Model):
         return value.lower()
 
 
+class EarlyStoppingSpec(_Model):
+    """Stop when ``output``'s headline validation metric has not improved for ``patience`` epochs;
+    with ``restore_best`` the saved model holds the best epoch's weights."""
+
+    output: str | None = None  # None: the only output (resolve_graph fills it in or names the problem)
+    patience: int = Field(10, gt=0, strict=True)
+    restore_best: bool = Field(True, strict=True)
+
+
 class TrainingSpec(_Model):
     """How to fit: optimizer, epochs, batch size and the seed that makes a run repeatable."""
 
@@ -462,6 +471,7 @@ class TrainingSpec(_Model):
     batch_size: int = Field(32, gt=0, strict=True)
     seed: int = Field(42, strict=True)
     shuffle: bool = Field(True, strict=True)
+    early_stopping: EarlyStoppingSpec | None = None
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -480,6 +490,8 @@ class TrainingSpec(_Model):
         doc = self.model_dump()
         opt = self.optimizer
         doc["optimizer"] = {"name": opt.name, **opt.args} if opt.args else opt.name
+        if doc["early_stopping"] is None:  # left out: older documents keep their hash
+            del doc["early_stopping"]
         return doc
 
 
@@ -593,6 +605,7 @@ _FIELD_NAMES = {
     ("data", "split"): SplitSpec,
     ("data", "csv"): CsvSpec,
     ("training",): TrainingSpec,
+    ("training", "early_stopping"): EarlyStoppingSpec,
 }
 
 
