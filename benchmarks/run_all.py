@@ -54,6 +54,19 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
         ["--logical-cpus", "2", "--rows", "200000", "--batch-size", "1024"],
         ["--logical-cpus", "2", "--rows", "50000", "--batch-size", "1024", "--epochs", "3"],
     ),
+    (
+        "10a sweep: ASHA pruning",
+        "sweep_pruning",
+        ["--trials", "27", "--epochs", "27"],
+        ["--trials", "6", "--epochs", "9"],
+    ),
+    (
+        "10b sweep: queue overhead",
+        "sweep_overhead",
+        ["--repeats", "3"],
+        ["--repeats", "1", "--trials", "4", "--epochs", "20"],
+    ),
+    ("10c sweep: TPE vs random", "sweep_tpe", [], ["--trials", "6", "--seeds", "1", "--epochs", "5"]),
 ]
 
 

@@ -299,34 +299,21 @@ def _run(
         _discard(partial)
         return None
     os.replace(partial, target)
-    if sink.pruned is not None and result.stop_reason is not None:
-        epoch, reason = sink.pruned
-        return _end(
-            store,
-            job,
-            owner,
-            JobState.PRUNED,
-            settings,
-            sink,
-            error=reason,
-            stopped_epoch=epoch,
-            test_mse=dict(result.test_mse or {}),
-            val_mse=dict(result.val_mse or {}),
-            model_path=str(target),
-        )
+    pruned = sink.pruned if result.stop_reason is not None else None  # (epoch, reason) of a pruned trial
     return _end(
         store,
         job,
         owner,
-        JobState.SUCCEEDED,
+        JobState.PRUNED if pruned else JobState.SUCCEEDED,
         settings,
         sink,
+        error=pruned[1] if pruned else None,
         test_mse=dict(result.test_mse or {}),
         val_mse=dict(result.val_mse or {}),
         val_metrics=result.val_metrics,
         test_metrics=result.test_metrics or {},
         best_epoch=result.best_epoch,
-        stopped_epoch=result.stopped_epoch,
+        stopped_epoch=pruned[0] if pruned else result.stopped_epoch,
         model_path=str(target),
     )
 
