@@ -45,7 +45,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "8 raw table training",
         "raw_table_training",
-        ["--repeats", "3", "--epochs", "20"],
+        ["--repeats", "3", "--epochs", "50"],
         ["--repeats", "1", "--epochs", "3"],
     ),
     ("9 predict 1M rows", "predict_throughput", ["--repeats", "3"], ["--repeats", "1", "--rows", "50000"]),
