@@ -307,6 +307,15 @@ def test_train_refuses_a_hostile_spec_and_writes_no_model(tmp_path: Path) -> Non
     assert not out.exists()
 
 
+@pytest.mark.slow
+def test_run_refuses_a_hostile_spec_and_stops_its_worker(tmp_path: Path) -> None:
+    (tmp_path / "nested.yaml").write_text(HOSTILE_FILES["nested_argument.yaml"][0])
+    home = tmp_path / "home"
+    result = run_limited([TRAINYARD, "run", "nested.yaml"], env={"TRAINYARD_HOME": str(home)}, cwd=tmp_path)
+    assert_refused(result, "nested 33 levels deep (the limit is 32; TRAINYARD_SPEC_MAX_NESTING raises it)")
+    assert Store.open(f"sqlite:///{home / 'trainyard.sqlite'}").list_jobs() == []
+
+
 # -- what stays allowed --------------------------------------------------------------------------
 
 
