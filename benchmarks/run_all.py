@@ -40,6 +40,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     ("5 store: trainyard jobs", "store_jobs", [], ["--runs", "5", "--submit", "400"]),
     ("5 store: dashboard frame", "dashboard_frame", [], ["--runs", "5"]),
     ("5 store: reconcile pass", "reconcile_pass", [], ["--jobs", "100", "2000", "--runs", "5"]),
+    ("5e results: compare, export, delete", "results_commands", [], ["--runs", "1", "--epochs", "10"]),
     ("6 memory", "worker_memory", ["--repeats", "3"], ["--repeats", "1", "--no-california"]),
     (
         "8 raw table training",
