@@ -40,11 +40,12 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     ("5 store: trainyard jobs", "store_jobs", [], ["--runs", "5", "--submit", "400"]),
     ("5 store: dashboard frame", "dashboard_frame", [], ["--runs", "5"]),
     ("5 store: reconcile pass", "reconcile_pass", [], ["--jobs", "100", "2000", "--runs", "5"]),
+    ("5e results: compare, export, delete", "results_commands", [], ["--runs", "1", "--epochs", "10"]),
     ("6 memory", "worker_memory", ["--repeats", "3"], ["--repeats", "1", "--no-california"]),
     (
         "8 raw table training",
         "raw_table_training",
-        ["--repeats", "3", "--epochs", "20"],
+        ["--repeats", "3", "--epochs", "50"],
         ["--repeats", "1", "--epochs", "3"],
     ),
     ("9 predict 1M rows", "predict_throughput", ["--repeats", "3"], ["--repeats", "1", "--rows", "50000"]),
@@ -54,6 +55,19 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
         ["--logical-cpus", "2", "--rows", "200000", "--batch-size", "1024"],
         ["--logical-cpus", "2", "--rows", "50000", "--batch-size", "1024", "--epochs", "3"],
     ),
+    (
+        "10a sweep: ASHA pruning",
+        "sweep_pruning",
+        ["--trials", "27", "--epochs", "27"],
+        ["--trials", "6", "--epochs", "9"],
+    ),
+    (
+        "10b sweep: queue overhead",
+        "sweep_overhead",
+        ["--repeats", "3"],
+        ["--repeats", "1", "--trials", "4", "--epochs", "20"],
+    ),
+    ("10c sweep: TPE vs random", "sweep_tpe", [], ["--trials", "6", "--seeds", "1", "--epochs", "5"]),
 ]
 
 

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trainyard"
 
 #: Lowest first. Each entry is a top-level module or subpackage of trainyard.
 LAYERS: list[set[str]] = [
-    {"errors", "defaults", "metrics"},
+    {"errors", "defaults", "metrics", "lineage"},
     {"config"},
     {"db"},
     {"specs"},
@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"scheduler"},
     {"worker"},
     {"display"},
-    {"dashboard"},
+    {"dashboard", "results"},
     {"cli", "__main__", ""},  # "" is trainyard/__init__.py: the public API lazily reaches the scheduler
 ]
 

@@ -61,6 +61,10 @@ class Settings:
     backup_seconds: float = defaults.BACKUP_INTERVAL_SECONDS
     store_retry_seconds: float = defaults.STORE_RETRY_SECONDS
 
+    def job_dir(self, job_id: int) -> Path:
+        """Where a job's files live: ``<artifact_root>/jobs/<id>`` (its model, card and backups)."""
+        return self.artifact_root / "jobs" / str(job_id)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

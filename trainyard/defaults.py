@@ -126,3 +126,7 @@ MESSAGE_VALUE_CHARS = 60
 
 #: Longest path or message of one problem; anything longer is cut (a message is one line, not a dump).
 PROBLEM_MAX_CHARS = 500
+
+#: Tags a job may carry (its spec's ``tags`` and ``submit --tag`` together), and the longest tag.
+MAX_TAGS = 32
+MAX_TAG_LENGTH = 64

@@ -113,6 +113,20 @@ def progress_bar(done: int, total: int, width: int) -> Text:
     return bar
 
 
+def format_bytes(size: int | None) -> str:
+    """``0 B``, ``812 B``, ``14.2 KiB``, ``3.1 MiB``, ``1.20 GiB``; ``–`` when unknown."""
+    if size is None:
+        return "–"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{int(value)} B"
+    return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+
+
 def format_params(params: Mapping[str, object] | None) -> str:
     """A trial's parameters on one line: ``layers[0].units=16, training.batch_size=32``."""
     return ", ".join(f"{path}={value}" for path, value in (params or {}).items())

@@ -307,6 +307,42 @@ def test_train_refuses_a_hostile_spec_and_writes_no_model(tmp_path: Path) -> Non
     assert not out.exists()
 
 
+@pytest.mark.slow
+def test_run_refuses_a_hostile_spec_and_stops_its_worker(tmp_path: Path) -> None:
+    (tmp_path / "nested.yaml").write_text(HOSTILE_FILES["nested_argument.yaml"][0])
+    home = tmp_path / "home"
+    result = run_limited([TRAINYARD, "run", "nested.yaml"], env={"TRAINYARD_HOME": str(home)}, cwd=tmp_path)
+    assert_refused(result, "nested 33 levels deep (the limit is 32; TRAINYARD_SPEC_MAX_NESTING raises it)")
+    assert Store.open(f"sqlite:///{home / 'trainyard.sqlite'}").list_jobs() == []
+
+
+_SWEEP_SCRIPT = """
+import sys
+from pathlib import Path
+from trainyard.errors import SpecError
+from trainyard.sweeps import load_sweep
+
+path = Path(sys.argv[1])
+try:
+    load_sweep(path, (path.parent,), "the test folder", build=False)
+except SpecError as exc:
+    print(exc)
+"""
+
+
+def test_a_sweep_file_is_read_within_the_same_limits(tmp_path: Path) -> None:
+    (tmp_path / "spec.yaml").write_text(spec_text())
+    (tmp_path / "sweep.yaml").write_text(
+        "spec: spec.yaml\nmethod: random\ntrials: 2\nparameters:\n  layers[0].units: {choice: " + bomb() + "}\n"
+    )
+    result = run_limited([sys.executable, "-c", _SWEEP_SCRIPT, str(tmp_path / "sweep.yaml")], cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stdout.strip() == (
+        f"{tmp_path / 'sweep.yaml'}: parameters.'layers[0].units'.choice[0][0][0][0][8]: too many values once aliases"
+        " are expanded (the limit is 100,000; TRAINYARD_SPEC_MAX_NODES raises it)"
+    )
+
+
 # -- what stays allowed --------------------------------------------------------------------------
 
 

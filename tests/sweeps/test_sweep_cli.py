@@ -101,6 +101,10 @@ def test_submit_stores_the_sweep_queues_its_first_trials_and_show_json_holds_the
         ),
         (("method: random", "method: bayes"), "method:"),
         (
+            ("metric: mse", "metric: accuracy"),
+            "objective.metric: output 'output_1' (regression) reports mse, mae, not 'accuracy'",
+        ),
+        (
             ("{method: asha, min_epochs: 5, reduction_factor: 3}", "{method: median, min_epochs: 5}"),
             "min_epochs do(es) not apply to prune method 'median'",
         ),

@@ -29,9 +29,17 @@ def main() -> None:
 
 
 def _register() -> None:
-    from trainyard.cli import dashboard_cmds, jobs_cmds, predict_cmds, spec_cmds, sweep_cmds, worker_cmds
+    from trainyard.cli import (
+        dashboard_cmds,
+        jobs_cmds,
+        predict_cmds,
+        results_cmds,
+        spec_cmds,
+        sweep_cmds,
+        worker_cmds,
+    )
 
-    for module in (spec_cmds, jobs_cmds, predict_cmds, worker_cmds, dashboard_cmds, sweep_cmds):
+    for module in (spec_cmds, jobs_cmds, predict_cmds, worker_cmds, dashboard_cmds, sweep_cmds, results_cmds):
         for command in module.COMMANDS:
             main.add_command(command)
 

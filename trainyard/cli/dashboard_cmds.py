@@ -29,7 +29,8 @@ from trainyard import defaults
     show_default=True,
     help="How many recently finished jobs to show.",
 )
-def dashboard(once: bool, as_json: bool, refresh_seconds: float, recent: int) -> None:
+@click.option("--tag", help="Only the jobs with this tag (the workers are all shown).")
+def dashboard(once: bool, as_json: bool, refresh_seconds: float, recent: int, tag: str | None) -> None:
     """Watch the queue, the workers and every running model's validation MSE, live (Ctrl-C quits).
 
     The dashboard only reads the store, in short transactions: it never slows workers down, and
@@ -41,7 +42,7 @@ def dashboard(once: bool, as_json: bool, refresh_seconds: float, recent: int) ->
     from trainyard.dashboard.live import LiveDashboard, print_frame
     from trainyard.dashboard.snapshot import snapshot_reader
 
-    read = snapshot_reader(Settings.from_env().db_url, recent=recent)
+    read = snapshot_reader(Settings.from_env().db_url, recent=recent, tag=tag)
     if as_json:
         click.echo(json.dumps(read().to_json(), indent=2))
     elif once:

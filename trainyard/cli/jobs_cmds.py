@@ -16,6 +16,7 @@ import click
 from trainyard import defaults
 from trainyard.db.records import EpochRecord, JobRecord, JobState, job_json, utcnow
 from trainyard.display import (
+    format_bytes,
     format_duration,
     format_headlines,
     format_metric,
@@ -49,20 +50,29 @@ def _console() -> Any:
     help="Override a spec field before validation (repeatable), e.g. training.epochs=5.",
 )
 @click.option("--priority", type=int, default=defaults.PRIORITY, show_default=True, help="Higher runs first.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag every job (repeatable), e.g. --tag baseline.")
 @click.option("--json", "as_json", is_flag=True, help="Print the queued jobs as JSON.")
 @click.option(
     "--no-dispatch", is_flag=True, help="Only store and queue the jobs; a worker's reconciler sends them to the broker."
 )
-def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as_json: bool, no_dispatch: bool) -> None:
+def submit(
+    specs: tuple[str, ...],
+    overrides: tuple[str, ...],
+    priority: int,
+    tags: tuple[str, ...],
+    as_json: bool,
+    no_dispatch: bool,
+) -> None:
     """Validate each SPEC and queue one training job per spec; print the job ids.
 
-    If any spec is invalid, every problem is printed and nothing is queued (exit 2).
+    Each job carries its spec's ``tags`` and every --tag. If any spec is invalid, every problem is
+    printed and nothing is queued (exit 2).
     """
     from trainyard.cli.quiet import quiet_tensorflow
     from trainyard.scheduler import operations
 
     quiet_tensorflow()  # validation builds each model
-    queued = operations.submit(list(specs), overrides=overrides, priority=priority, dispatch=not no_dispatch)
+    queued = operations.submit(list(specs), overrides=overrides, priority=priority, dispatch=not no_dispatch, tags=tags)
     if as_json:
         _echo_json([job_json(job) for job in queued])
         return
@@ -79,27 +89,36 @@ def submit(specs: tuple[str, ...], overrides: tuple[str, ...], priority: int, as
     show_default=True,
     help="Newest jobs to show; 0 shows all.",
 )
+@click.option("--tag", help="Only jobs with this tag.")
+@click.option("--disk", is_flag=True, help="Also show each job's disk use (its model, card and backups).")
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as a JSON list.")
-def jobs_command(state: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, newest first: id, name, state, attempts, progress, latest validation MSE, age."""
+def jobs_command(state: str | None, limit: int, tag: str | None, disk: bool, as_json: bool) -> None:
+    """List jobs, newest first: id, name, state, attempts, progress, latest validation MSE, age, tags."""
     from trainyard.scheduler import operations
 
     store = operations.open_store()
-    rows = store.list_jobs(state=state, limit=limit or None)
-    counts = store.count_by_state()
+    rows = store.list_jobs(state=state, limit=limit or None, tag=tag)
+    counts = store.count_by_state(tag=tag)
     total = counts[JobState(state)] if state else sum(counts.values())
+    sizes = None
+    if disk:
+        from trainyard.config import Settings
+        from trainyard.results import disk_usage
+
+        settings = Settings.from_env()
+        sizes = {job.id: disk_usage(settings, job.id) for job in rows}
     if as_json:
-        _echo_json([job_json(job) for job in rows])
+        _echo_json([{**job_json(job), **({"disk_bytes": sizes[job.id]} if sizes else {})} for job in rows])
     else:
         console = _console()
-        console.print(jobs_table(rows, now=utcnow()))
+        console.print(jobs_table(rows, now=utcnow(), disk=sizes))
     if limit and total > limit:
-        what = f"{state} jobs" if state else "jobs"
+        what = " ".join(filter(None, [state, "jobs", f"tagged {tag}" if tag else None]))
         click.echo(f"showing the {limit} newest of {total} {what}; --limit 0 shows all", err=True)
 
 
-def jobs_table(rows: Sequence[JobRecord], now: datetime) -> Any:
-    """The table ``trainyard jobs`` prints (a pure function of the records and the clock)."""
+def jobs_table(rows: Sequence[JobRecord], now: datetime, disk: dict[int, int] | None = None) -> Any:
+    """The table ``trainyard jobs`` prints (a pure function of the records, the clock and the disk use)."""
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -110,11 +129,15 @@ def jobs_table(rows: Sequence[JobRecord], now: datetime) -> Any:
     table.add_column("PROGRESS", justify="right", no_wrap=True)
     table.add_column("VAL", overflow="fold")
     table.add_column("AGE", justify="right", no_wrap=True)
+    if disk is not None:
+        table.add_column("DISK", justify="right", no_wrap=True)
+    if any(job.tags for job in rows):
+        table.add_column("TAGS", overflow="fold")
     for job in rows:
         state = styled_state(job.state)
         if job.cancel_requested and job.state is JobState.RUNNING:
             state += " (cancelling)"
-        table.add_row(
+        cells = [
             str(job.id),
             job.name,
             state,
@@ -122,7 +145,12 @@ def jobs_table(rows: Sequence[JobRecord], now: datetime) -> Any:
             job.progress,
             format_headlines(job.val_metrics) or format_mse_map(job.val_mse),
             format_duration((now - job.created_at).total_seconds()),
-        )
+        ]
+        if disk is not None:
+            cells.append(format_bytes(disk.get(job.id, 0)))
+        if any(j.tags for j in rows):
+            cells.append(" ".join(job.tags))
+        table.add_row(*cells)
     return table
 
 
@@ -178,12 +206,18 @@ def job_panel(job: JobRecord, epochs: Sequence[EpochRecord]) -> Any:
         ("model inputs", _model_inputs(job)),
         ("error", job.error),
         ("worker", job.lease_owner if job.state is JobState.RUNNING else None),
+        ("tags", " ".join(job.tags) or None),
         ("created", _when(job.created_at)),
         ("started", _when(job.started_at)),
         ("finished", _when(job.finished_at)),
     ]
     for key, value in lines:
         if value:
+            facts.add_row(key, value)
+    trace = lineage_lines(job.lineage)
+    if trace:
+        facts.add_row("", "")
+        for key, value in trace:
             facts.add_row(key, value)
     if not epochs:
         return facts
@@ -253,6 +287,45 @@ def retry(job_ids: tuple[str, ...], no_dispatch: bool) -> None:
 
     for job in operations.retry(job_ids, dispatch=not no_dispatch):
         click.echo(f"{job.id}\t{job.name}\tqueued")
+
+
+def lineage_lines(lineage: dict[str, Any]) -> list[tuple[str, str]]:
+    """The lineage part of ``trainyard show``: ``(label, text)`` lines for what was recorded."""
+    submitted, worker = lineage.get("submit") or {}, lineage.get("worker") or {}
+    lines: list[tuple[str, str]] = []
+
+    def software(record: dict[str, Any]) -> str:
+        names = (("trainyard", "trainyard"), ("tensorflow", "TensorFlow"), ("keras", "Keras"), ("python", "Python"))
+        return ", ".join(f"{label} {record[key]}" for key, label in names if record.get(key))
+
+    if submitted:
+        lines.append(("submitted on", f"{submitted.get('host', '?')}: {software(submitted)}"))
+        if submitted.get("spec_file"):
+            lines.append(("spec file", str(submitted["spec_file"])))
+        git = submitted.get("git")
+        if git:
+            commit = git.get("commit") or "no commit yet"
+            state = "uncommitted changes" if git.get("dirty") else "clean"
+            if git.get("commit") and not git.get("committed"):
+                state += "; the spec file differs from the commit"
+            lines.append(("git", f"{git.get('repository')} @ {commit} ({state})"))
+        elif submitted.get("spec_file"):
+            lines.append(("git", "not in a git repository"))
+        lines.append(("spec sha256", str(submitted.get("spec_sha256"))))
+        if submitted.get("data_fingerprint"):
+            lines.append(("data", str(submitted["data_fingerprint"])))
+    if worker:
+        devices = ", ".join(worker.get("devices") or []) or "?"
+        strategy = worker.get("strategy") or "none"
+        replicas = worker.get("replicas")
+        placement = f"{devices} (strategy {strategy}" + (
+            f", {replicas} replicas)" if replicas and replicas > 1 else ")"
+        )
+        lines.append(("trained on", f"{worker.get('host', '?')}: {software(worker)}"))
+        lines.append(("devices", placement))
+        if worker.get("worker"):
+            lines.append(("by worker", str(worker["worker"])))
+    return lines
 
 
 def _when(value: datetime | None) -> str | None:

@@ -253,7 +253,7 @@ def _run_sweep(path: str, concurrency: int | None, timeout: float | None) -> Non
         return document["state"] != SweepState.RUNNING.value or not local.alive() or timed_out
 
     view = LiveDashboard(
-        lambda: sweeps.sweep_document(store, store.get_sweep(record.id)),
+        lambda: sweeps.sweep_document(store, store.get_sweep(record.id), exact=False),
         draw=sweep_progress,
         console=console,
         refresh_seconds=defaults.RUN_REFRESH_SECONDS,

@@ -268,19 +268,22 @@ def read_snapshot(
     recent: int = defaults.DASHBOARD_RECENT_JOBS,
     max_running: int = defaults.DASHBOARD_MAX_RUNNING,
     clock: Callable[[], datetime] = utcnow,
+    tag: str | None = None,
 ) -> Snapshot:
-    """Read one frame's worth of the store in one short, read-only transaction."""
+    """Read one frame's worth of the store in one short, read-only transaction (only the jobs with
+    ``tag``, if given; the workers are all shown)."""
     now = clock()
     rows = read_dashboard(
         store,
         recent=recent,
         max_running=max_running,
         workers_since=now - timedelta(seconds=defaults.DASHBOARD_FORGET_WORKERS_SECONDS),
+        tag=tag,
         max_sweeps=defaults.DASHBOARD_SWEEPS,
     )
     return Snapshot(
         taken_at=now,
-        source=store.name,
+        source=_source(store.name, tag),
         counts=rows.counts,
         oldest_queued_at=rows.oldest_queued_at,
         workers=rows.workers,
@@ -298,6 +301,7 @@ def snapshot_reader(
     recent: int = defaults.DASHBOARD_RECENT_JOBS,
     max_running: int = defaults.DASHBOARD_MAX_RUNNING,
     clock: Callable[[], datetime] = utcnow,
+    tag: str | None = None,
 ) -> Callable[[], Snapshot]:
     """A function reading one snapshot of the store at ``url`` per call, opening it on first need.
 
@@ -311,10 +315,17 @@ def snapshot_reader(
         if store is None:
             store = open_existing(url)
             if store is None:
-                return Snapshot(taken_at=clock(), source=redact_url(url), counts=dict.fromkeys(JobState, 0))
-        return read_snapshot(store, recent=recent, max_running=max_running, clock=clock)
+                return Snapshot(
+                    taken_at=clock(), source=_source(redact_url(url), tag), counts=dict.fromkeys(JobState, 0)
+                )
+        return read_snapshot(store, recent=recent, max_running=max_running, clock=clock, tag=tag)
 
     return read
+
+
+def _source(name: str, tag: str | None) -> str:
+    """What the frame says it shows: the store, and the tag when only tagged jobs are shown."""
+    return f"{name}, jobs tagged {tag}" if tag else name
 
 
 def _worker_of(job: JobRecord, workers: tuple[WorkerRecord, ...]) -> str | None:

@@ -97,6 +97,7 @@ class JobRow(Base):
     best_epoch: Mapped[int | None]
     stopped_epoch: Mapped[int | None]
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)  # records.Submission.context()
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)  # what the training worker recorded
     # A sweep's trial: its sweep, trial number and parameters; ``params_key`` is the hash of the
     # parameters, unique per sweep, so that no point of a search space is ever trained twice.
     sweep_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
@@ -123,6 +124,17 @@ class JobRow(Base):
 
 # claim_next: the best queued job (priority desc, then oldest) is the first entry of this index.
 sa.Index("ix_jobs_claim", JobRow.state, JobRow.priority.desc(), JobRow.created_at, JobRow.id)
+
+
+class TagRow(Base):
+    """One tag of one job; ``(tag, job_id)`` is indexed so a tag finds its jobs without a scan."""
+
+    __tablename__ = "job_tags"
+
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+
+    __table_args__ = (sa.Index("ix_job_tags_tag_job", "tag", "job_id"),)
 
 
 class SweepRow(Base):

@@ -9,7 +9,7 @@ deferred ``BEGIN`` (it never takes the write lock workers need), on PostgreSQL i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -19,9 +19,17 @@ from sqlalchemy.orm import Session
 
 from trainyard.config import redact_url
 from trainyard.db import engine as _engine
-from trainyard.db.models import EpochRow, JobRow, SweepRow, WorkerRow
+from trainyard.db.models import EpochRow, JobRow, SweepRow, TagRow, WorkerRow
 from trainyard.db.records import EpochRecord, JobRecord, JobState, SweepRecord, SweepState, WorkerRecord
-from trainyard.db.store import Store, _epoch_record, _job_record, _sweep_record, _worker_record, count_by_state
+from trainyard.db.store import (
+    Store,
+    _epoch_record,
+    _job_record,
+    _sweep_record,
+    _tags_of,
+    _worker_record,
+    count_by_state,
+)
 
 
 def open_existing(url: str) -> Store | None:
@@ -77,20 +85,23 @@ def read_dashboard(
     max_running: int,
     workers_since: datetime | None = None,
     max_workers: int = 100,
+    tag: str | None = None,
     max_sweeps: int = 0,
 ) -> DashboardRows:
     """The counts per state, the oldest queued job's creation time, the workers heard from since
     ``workers_since``, at most ``max_running`` running jobs (oldest start first) with their epochs,
-    and the ``recent`` most recently finished jobs (newest first)."""
+    and the ``recent`` most recently finished jobs (newest first). With ``tag``, only the jobs
+    carrying it count (each query then also reads the tag's index)."""
+    tagged = [JobRow.id.in_(sa.select(TagRow.job_id).where(TagRow.tag == tag))] if tag is not None else []
     with store._session() as session:
         if store.dialect == "postgresql":
             # One consistent view for the whole frame (the counts agree with the lists), and a
             # guarantee that the dashboard writes nothing. SQLite's read transaction is a snapshot already.
             session.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-        counts = count_by_state(session)
+        counts = count_by_state(session, tag=tag)
 
         oldest_queued_at = (
-            session.scalar(sa.select(sa.func.min(JobRow.created_at)).where(JobRow.state == JobState.QUEUED))
+            session.scalar(sa.select(sa.func.min(JobRow.created_at)).where(JobRow.state == JobState.QUEUED, *tagged))
             if counts[JobState.QUEUED]
             else None
         )
@@ -106,7 +117,7 @@ def read_dashboard(
                 _job_record(row)
                 for row in session.scalars(
                     sa.select(JobRow)
-                    .where(JobRow.state == JobState.RUNNING)
+                    .where(JobRow.state == JobState.RUNNING, *tagged)
                     .order_by(JobRow.started_at, JobRow.id)
                     .limit(max_running)
                 )
@@ -128,12 +139,17 @@ def read_dashboard(
                         _job_record(row)
                         for row in session.scalars(
                             sa.select(JobRow)
-                            .where(JobRow.state == state)
+                            .where(JobRow.state == state, *tagged)
                             .order_by(JobRow.updated_at.desc(), JobRow.id.desc())
                             .limit(recent)
                         )
                     )
         finished.sort(key=lambda job: (job.finished_at or job.updated_at, job.id), reverse=True)
+        finished = finished[:recent]
+        # the tags of the jobs on screen: one more bounded read
+        tags = _tags_of(session, [job.id for job in (*running, *finished)])
+        running = tuple(replace(job, tags=tags.get(job.id, ())) for job in running)
+        finished = [replace(job, tags=tags.get(job.id, ())) for job in finished]
         sweeps = _read_sweeps(session, max_sweeps) if max_sweeps > 0 else ()
 
     return DashboardRows(
@@ -142,7 +158,7 @@ def read_dashboard(
         workers=workers,
         running=running,
         epochs={job_id: tuple(records) for job_id, records in epochs.items()},
-        recent=tuple(finished[:recent]),
+        recent=tuple(finished),
         sweeps=sweeps,
     )
 

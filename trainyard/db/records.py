@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -94,30 +94,43 @@ class Submission:
     * ``data_roots``: the folders the job may read data from (the submitter's ``TRAINYARD_DATA_ROOTS``
       or working directory; a worker whose own environment sets ``TRAINYARD_DATA_ROOTS`` enforces
       that instead). ``None``: nothing was recorded (a job stored by an older trainyard).
+    * ``lineage``: what produced the job, as the submitter saw it (:func:`trainyard.lineage.at_submit`:
+      versions, host, the spec's sha256, the spec file's git commit); ``None``: nothing recorded.
+    * ``tags``: the job's tags (the spec's ``tags`` and ``submit --tag``); the store keeps them in a
+      table of their own, one row per tag, so that a tag finds its jobs through an index.
     """
 
     spec: Mapping[str, Any]
     data_fingerprint: str | None = None
     data_roots: tuple[str, ...] | None = None
+    lineage: Mapping[str, Any] | None = None
+    tags: tuple[str, ...] = ()
 
     def context(self) -> dict[str, Any]:
-        """Everything but the spec, as the JSON object the store keeps beside the job."""
+        """Everything but the spec and the tags, as the JSON object the store keeps beside the job."""
         context: dict[str, Any] = {}
         if self.data_fingerprint is not None:
             context["data_fingerprint"] = self.data_fingerprint
         if self.data_roots is not None:
             context["data_roots"] = list(self.data_roots)
+        if self.lineage is not None:
+            context["lineage"] = dict(self.lineage)
         return context
 
     @classmethod
-    def from_stored(cls, spec: Mapping[str, Any], context: Mapping[str, Any] | None) -> Submission:
-        """Rebuild a submission from the stored spec document and the job's context."""
+    def from_stored(
+        cls, spec: Mapping[str, Any], context: Mapping[str, Any] | None, tags: Sequence[str] = ()
+    ) -> Submission:
+        """Rebuild a submission from the stored spec document, the job's context and its tags."""
         context = context or {}
         roots = context.get("data_roots")
+        lineage = context.get("lineage")
         return cls(
             spec=spec,
             data_fingerprint=context.get("data_fingerprint"),
             data_roots=tuple(str(root) for root in roots) if roots is not None else None,
+            lineage=dict(lineage) if isinstance(lineage, Mapping) else None,
+            tags=tuple(tags),
         )
 
 
@@ -204,6 +217,9 @@ class JobRecord:
     context: dict[str, Any] | None = None  # what the submitter recorded beside the spec; filled with it
     dispatched_at: datetime | None = None  # last time a broker message was sent for it
     spec_hash: str | None = None  # content hash of the spec document; filled by get_job
+    tags: tuple[str, ...] = ()  # sorted; filled by get_job, get_jobs and list_jobs
+    #: what the worker that trained it recorded (:func:`trainyard.lineage.at_worker`); filled with the spec.
+    run_lineage: dict[str, Any] | None = None
     sweep_id: int | None = None  # the sweep this job is a trial of
     trial: int | None = None  # its trial number in that sweep (0-based)
     params: dict[str, Any] | None = None  # the trial's parameters, ``{spec path: value}``
@@ -223,7 +239,17 @@ class JobRecord:
         """The spec document and what the submitter recorded with it (None when the spec was not read)."""
         if self.spec_document is None:
             return None
-        return Submission.from_stored(self.spec_document, self.context)
+        return Submission.from_stored(self.spec_document, self.context, self.tags)
+
+    @property
+    def lineage(self) -> dict[str, Any]:
+        """``{"submit": ..., "worker": ...}``: what produced the job, as its submitter and as the worker
+        that trained it recorded it (each ``{}`` when nothing was recorded, or the spec was not read)."""
+        submitted = (self.context or {}).get("lineage")
+        return {
+            "submit": dict(submitted) if isinstance(submitted, Mapping) else {},
+            "worker": dict(self.run_lineage or {}),
+        }
 
 
 #: Between the worker node and the process id in a lease owner: ``<node>/<pid>``.
@@ -312,6 +338,7 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "name": job.name,
         "state": job.state.value,
         "priority": job.priority,
+        "tags": list(job.tags),
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "epochs_done": job.epochs_done,

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from trainyard import defaults
 from trainyard.db import engine as _engine
-from trainyard.db.models import EpochRow, JobRow, SpecRow, SweepRow, WorkerRow
+from trainyard.db.models import EpochRow, JobRow, SpecRow, SweepRow, TagRow, WorkerRow
 from trainyard.db.records import (
     INT_MAX,
     OWNER_SEPARATOR,
@@ -140,12 +140,40 @@ def _metric_maps(
     return only_mse, full
 
 
-def count_by_state(session: Session) -> dict[JobState, int]:
-    """How many jobs are in each state (every state present, zeros included): one ``GROUP BY``."""
+def count_by_state(session: Session, tag: str | None = None) -> dict[JobState, int]:
+    """How many jobs (with ``tag``, if given) are in each state (every state present, zeros included):
+    one ``GROUP BY``."""
     counts = dict.fromkeys(JobState, 0)
-    for state, count in session.execute(sa.select(JobRow.state, sa.func.count()).group_by(JobRow.state)):
+    query = sa.select(JobRow.state, sa.func.count()).group_by(JobRow.state)
+    if tag is not None:
+        query = query.where(JobRow.id.in_(sa.select(TagRow.job_id).where(TagRow.tag == tag)))
+    for state, count in session.execute(query):
         counts[JobState(state)] = count
     return counts
+
+
+def _checked_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """A job's tags, sorted and without repeats; anything but short strings raises :class:`StoreError`."""
+    unique = sorted(set(tags))
+    for tag in unique:
+        if not isinstance(tag, str) or not 0 < len(tag) <= defaults.MAX_TAG_LENGTH:
+            raise StoreError(
+                f"tag: expected a string of 1 to {defaults.MAX_TAG_LENGTH} characters, received {tag!r:.80}"
+            )
+    if len(unique) > defaults.MAX_TAGS:
+        raise StoreError(f"tags: at most {defaults.MAX_TAGS} per job, received {len(unique)}")
+    return tuple(unique)
+
+
+def _tags_of(session: Session, job_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """``{job_id: sorted tags}`` of the given jobs (jobs without tags are left out)."""
+    found: dict[int, list[str]] = {}
+    ids = list(job_ids)
+    for start in range(0, len(ids), 500):
+        query = sa.select(TagRow.job_id, TagRow.tag).where(TagRow.job_id.in_(ids[start : start + 500]))
+        for job_id, tag in session.execute(query.order_by(TagRow.job_id, TagRow.tag)):
+            found.setdefault(job_id, []).append(tag)
+    return {job_id: tuple(tags) for job_id, tags in found.items()}
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -238,10 +266,12 @@ class Store:
         check_priority(priority)
         now = utcnow()
         prepared = []
+        tags: list[tuple[str, ...]] = []
         for item in submissions:
             submission = item if isinstance(item, Submission) else Submission(spec=item)
             document = json.loads(json.dumps(submission.spec, default=str))  # plain JSON types, checked early
             prepared.append((document, spec_hash(document), submission.context()))
+            tags.append(_checked_tags(submission.tags))
         with self._session(write=True) as session:
             spec_ids: dict[str, int] = {}
             for document, digest, _context in prepared:
@@ -253,7 +283,10 @@ class Store:
             ]
             session.add_all(rows)
             session.flush()
-            return [_job_record(row) for row in rows]
+            tag_rows = [{"job_id": row.id, "tag": tag} for row, job_tags in zip(rows, tags) for tag in job_tags]
+            if tag_rows:
+                session.execute(sa.insert(TagRow), tag_rows)
+            return [_job_record(row, tags=job_tags) for row, job_tags in zip(rows, tags)]
 
     def _spec_id(self, session: Session, document: dict[str, Any], digest: str, now: datetime) -> int:
         """The id of the stored spec with this content hash, inserting it first if it is new."""
@@ -276,17 +309,18 @@ class Store:
             if found is None:
                 raise JobNotFound(job_id)
             row, document, digest = found
-            return _job_record(row, document=document, digest=digest)
+            return _job_record(row, document=document, digest=digest, tags=_tags_of(session, [job_id]).get(job_id, ()))
 
     def get_jobs(self, job_ids: Iterable[int]) -> list[JobRecord]:
         """The jobs with these ids, in the order given; raises :class:`JobNotFound` for the first missing."""
         ids = [_known_id(job_id) for job_id in job_ids]
         with self._session() as session:
             rows = {row.id: row for row in session.scalars(sa.select(JobRow).where(JobRow.id.in_(ids)))}
+            tags = _tags_of(session, list(rows))
         for job_id in ids:
             if job_id not in rows:
                 raise JobNotFound(job_id)
-        return [_job_record(rows[job_id]) for job_id in ids]
+        return [_job_record(rows[job_id], tags=tags.get(job_id, ())) for job_id in ids]
 
     def get_spec(self, spec_id: int) -> SpecRecord:
         """A stored spec; raises :class:`StoreError` when it does not exist."""
@@ -296,20 +330,137 @@ class Store:
                 raise StoreError(f"job store {self.name}: no spec with id {spec_id!r}")
             return SpecRecord(row.id, row.name, row.content_hash, row.document, row.created_at)
 
-    def list_jobs(self, state: JobState | str | None = None, limit: int | None = None) -> list[JobRecord]:
-        """Jobs, newest first, optionally only those in ``state`` and at most ``limit`` of them."""
+    def list_jobs(
+        self, state: JobState | str | None = None, limit: int | None = None, *, tag: str | None = None
+    ) -> list[JobRecord]:
+        """Jobs, newest first, optionally only those in ``state`` or with ``tag``, at most ``limit`` of them."""
         query = sa.select(JobRow).order_by(JobRow.id.desc())
         if state is not None:
             query = query.where(JobRow.state == JobState(state))
+        if tag is not None:
+            query = query.where(JobRow.id.in_(sa.select(TagRow.job_id).where(TagRow.tag == tag)))
         if limit is not None:
             query = query.limit(limit)
         with self._session() as session:
-            return [_job_record(row) for row in session.scalars(query)]
+            rows = list(session.scalars(query))
+            tags = _tags_of(session, [row.id for row in rows])
+            return [_job_record(row, tags=tags.get(row.id, ())) for row in rows]
 
-    def count_by_state(self) -> dict[JobState, int]:
-        """How many jobs are in each state (every state present, zeros included)."""
+    def count_by_state(self, *, tag: str | None = None) -> dict[JobState, int]:
+        """How many jobs (with ``tag``, if given) are in each state (every state present, zeros included)."""
         with self._session() as session:
-            return count_by_state(session)
+            return count_by_state(session, tag=tag)
+
+    def finished_jobs(
+        self, states: Sequence[JobState] | None = None, finished_before: datetime | None = None
+    ) -> list[JobRecord]:
+        """Finished jobs (in ``states``, all finished states by default) that ended before
+        ``finished_before`` if given, oldest first."""
+        chosen = [JobState(state) for state in (states or JobState.finished_states())]
+        if any(not state.is_finished for state in chosen):
+            raise StoreError(f"finished_jobs: expected finished states, received {', '.join(map(str, chosen))}")
+        query = sa.select(JobRow).where(JobRow.state.in_(chosen)).order_by(JobRow.id)
+        if finished_before is not None:
+            query = query.where(sa.func.coalesce(JobRow.finished_at, JobRow.updated_at) < finished_before)
+        with self._session() as session:
+            rows = list(session.scalars(query))
+            tags = _tags_of(session, [row.id for row in rows])
+            return [_job_record(row, tags=tags.get(row.id, ())) for row in rows]
+
+    def jobs_with_specs(
+        self,
+        job_ids: Sequence[int] | None = None,
+        *,
+        tag: str | None = None,
+        sweep: int | None = None,
+    ) -> list[JobRecord]:
+        """Jobs with their spec documents, tags and lineage, in one read: the ids given (in that order;
+        :class:`JobNotFound` for the first missing), or every job with ``tag`` (oldest first).
+
+        With ``sweep`` (a sweep id), the trials of that sweep (oldest first).
+        """
+        query = sa.select(JobRow, SpecRow.document, SpecRow.content_hash).join(SpecRow, SpecRow.id == JobRow.spec_id)
+        if job_ids is not None:
+            ids = list(dict.fromkeys(_known_id(job_id) for job_id in job_ids))
+            query = query.where(JobRow.id.in_(ids))
+        if tag is not None:
+            query = query.where(JobRow.id.in_(sa.select(TagRow.job_id).where(TagRow.tag == tag)))
+        if sweep is not None:
+            query = query.where(JobRow.sweep_id == sweep)
+        with self._session() as session:
+            found = session.execute(query.order_by(JobRow.id)).all()
+            tags = _tags_of(session, [row.id for row, _doc, _hash in found])
+        records = {
+            row.id: _job_record(row, document=document, digest=digest, tags=tags.get(row.id, ()))
+            for row, document, digest in found
+        }
+        if job_ids is None:
+            return list(records.values())
+        for job_id in ids:
+            if job_id not in records:
+                raise JobNotFound(job_id)
+        return [records[job_id] for job_id in ids]
+
+    def epochs_of(self, job_ids: Sequence[int], chunk: int = 200) -> Iterator[EpochRecord]:
+        """The recorded epochs of the given jobs, by job id then epoch, read ``chunk`` jobs at a time
+        (so an export of many jobs holds one chunk's epochs in memory, not all of them)."""
+        ids = sorted(set(job_ids))
+        columns = (EpochRow.job_id, EpochRow.epoch, EpochRow.loss, EpochRow.val_loss, EpochRow.outputs)
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            with self._session() as session:
+                # plain rows, not ORM objects: an export reads hundreds of thousands of epochs
+                rows = session.execute(
+                    sa.select(*columns, EpochRow.recorded_at)
+                    .where(EpochRow.job_id.in_(part))
+                    .order_by(EpochRow.job_id, EpochRow.epoch)
+                ).all()
+            for job_id, epoch, loss, val_loss, outputs, recorded_at in rows:
+                yield EpochRecord(job_id, epoch, loss, val_loss, dict(outputs or {}), recorded_at)
+
+    def record_lineage(self, job_id: int, owner: str, lineage: Mapping[str, Any]) -> None:
+        """Record what the worker training the job runs on (versions, host, devices, strategy).
+        Raises :class:`LeaseLost` if ``owner`` does not hold the job."""
+        document = _finite_tree(json.loads(json.dumps(dict(lineage), default=str)))
+        with self._session(write=True) as session:
+            if not self._move(session, job_id, JobState.RUNNING, owner=owner, lineage=document):
+                self._raise_lost(session, job_id, owner)
+
+    def delete_jobs(self, job_ids: Sequence[int]) -> list[JobRecord]:
+        """Delete finished jobs with their epochs and tags (one transaction); returns those deleted.
+
+        A job that is not finished (queued, running, or retried since the caller looked) is left
+        alone and not returned. Spec documents no other job uses go with them.
+        """
+        ids = sorted({job_id for job_id in job_ids if _in_range(job_id)})
+        finished = JobState.finished_states()
+        deleted: list[JobRecord] = []
+        with self._session(write=True) as session:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                rows = list(session.scalars(sa.select(JobRow).where(JobRow.id.in_(part), JobRow.state.in_(finished))))
+                if not rows:
+                    continue
+                gone = [row.id for row in rows]
+                tags = _tags_of(session, gone)
+                session.execute(sa.delete(EpochRow).where(EpochRow.job_id.in_(gone)))
+                session.execute(sa.delete(TagRow).where(TagRow.job_id.in_(gone)))
+                session.execute(
+                    sa.update(WorkerRow).where(WorkerRow.current_job_id.in_(gone)).values(current_job_id=None)
+                )
+                result = session.execute(
+                    sa.delete(JobRow)
+                    .where(JobRow.id.in_(gone), JobRow.state.in_(finished))
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != len(gone):  # cannot happen inside one write transaction
+                    raise StoreError(f"job store {self.name}: jobs changed while being deleted; nothing deleted")
+                spec_ids = {row.spec_id for row in rows}
+                session.execute(
+                    sa.delete(SpecRow).where(SpecRow.id.in_(spec_ids), ~sa.exists().where(JobRow.spec_id == SpecRow.id))
+                )
+                deleted.extend(_job_record(row, tags=tags.get(row.id, ())) for row in rows)
+        return deleted
 
     def epochs(self, job_id: int) -> list[EpochRecord]:
         """The recorded epochs of a job, in order; raises :class:`JobNotFound`."""
@@ -369,6 +520,7 @@ class Store:
                 test_metrics={},
                 best_epoch=None,
                 stopped_epoch=None,
+                lineage={},
                 updated_at=now,
             )
             if not moved:
@@ -533,6 +685,7 @@ class Store:
         now = utcnow()
         document = json.loads(json.dumps(submission.spec, default=str))
         digest = spec_hash(document)
+        tags = _checked_tags(submission.tags)
         try:
             with self._session(write=True) as session:
                 sweep = session.get(SweepRow, sweep_id, with_for_update=True)
@@ -551,7 +704,9 @@ class Store:
                 row.sweep_id, row.trial, row.params, row.params_key = sweep_id, trial, dict(params), params_key
                 session.add(row)
                 session.flush()
-                return _job_record(row)
+                if tags:
+                    session.execute(sa.insert(TagRow), [{"job_id": row.id, "tag": tag} for tag in tags])
+                return _job_record(row, tags=tags)
         except StoreError as exc:
             if isinstance(exc.__cause__, sa.exc.IntegrityError):
                 return None  # the trial number or the parameters are taken: someone else queued it
@@ -901,7 +1056,8 @@ class Store:
         if with_spec:
             spec = session.get(SpecRow, row.spec_id)
             assert spec is not None  # foreign key
-            return _job_record(row, document=spec.document, digest=spec.content_hash)
+            tags = _tags_of(session, [job_id]).get(job_id, ())
+            return _job_record(row, document=spec.document, digest=spec.content_hash, tags=tags)
         return _job_record(row)
 
     def _owned(self, session: Session, job_id: int, owner: str) -> JobRow:
@@ -981,7 +1137,9 @@ def _doc_epochs(document: Mapping[str, Any]) -> int:
         return 0
 
 
-def _job_record(row: JobRow, document: dict[str, Any] | None = None, digest: str | None = None) -> JobRecord:
+def _job_record(
+    row: JobRow, document: dict[str, Any] | None = None, digest: str | None = None, tags: Sequence[str] = ()
+) -> JobRecord:
     return JobRecord(
         id=row.id,
         spec_id=row.spec_id,
@@ -1011,6 +1169,8 @@ def _job_record(row: JobRow, document: dict[str, Any] | None = None, digest: str
         context=dict(row.context or {}) if document is not None else None,
         dispatched_at=row.dispatched_at,
         spec_hash=digest,
+        tags=tuple(tags),
+        run_lineage=dict(row.lineage or {}) if document is not None else None,
         sweep_id=row.sweep_id,
         trial=row.trial,
         params=dict(row.params) if row.params is not None else None,

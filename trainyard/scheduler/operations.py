@@ -63,17 +63,22 @@ def submit(
     priority: int = defaults.PRIORITY,
     dispatch: bool = True,
     *,
+    tags: Iterable[str] = (),
     settings: Settings | None = None,
 ) -> list[JobRecord]:
     """Validate every spec, then queue one job per spec (all in one transaction), then dispatch them.
 
-    ``overrides`` (``"training.epochs=5"``) apply to every spec before validation. If any spec is
+    ``overrides`` (``"training.epochs=5"``) apply to every spec before validation; ``tags`` are added
+    to each spec's own ``tags``. Each job records its lineage as submitted (:func:`trainyard.lineage.at_submit`:
+    versions, host, the spec's sha256, the data fingerprint, the spec file's git state). If any spec is
     invalid, a :class:`SpecError` lists every problem of every spec and nothing is stored. If the
     jobs are stored but the broker cannot be reached, :class:`BrokerError` says so (the jobs stay
     queued and are dispatched later by a worker's reconciler).
     """
+    from trainyard import lineage
+    from trainyard.db import spec_hash
     from trainyard.db.store import check_priority
-    from trainyard.specs import data_fingerprint, load_spec, outside_roots, validate_spec
+    from trainyard.specs import data_fingerprint, load_spec, outside_roots, tag_problem, validate_spec
 
     check_priority(priority)  # before the specs are validated: that imports TensorFlow
     settings = settings or Settings.from_env()
@@ -82,6 +87,11 @@ def submit(
     if not sources:
         raise SpecError("no spec given: pass at least one spec file")
     overrides = list(overrides)
+    extra_tags = [str(tag) if not isinstance(tag, str) else tag for tag in tags]
+    tag_problems = [Problem(f"--tag {tag!r:.80}", problem) for tag in extra_tags if (problem := tag_problem(tag))]
+    if tag_problems:
+        raise SpecError(tag_problems)
+    git = lineage.GitCache()
     submissions: list[Submission] = []
     failures: list[SpecError] = []
     for source in sources:
@@ -94,11 +104,29 @@ def submit(
         except SpecError as exc:
             failures.append(exc if exc.source else SpecError(exc.problems, source=str(source)))
             continue
+        document = spec.document()
+        fingerprint = data_fingerprint(spec)
+        job_tags = tuple(dict.fromkeys([*spec.tags, *extra_tags]))
+        if len(job_tags) > defaults.MAX_TAGS:
+            failures.append(
+                SpecError(
+                    [Problem("tags", f"at most {defaults.MAX_TAGS} tags per job, received {len(job_tags)}")],
+                    source=str(source),
+                )
+            )
+            continue
         submissions.append(
             Submission(
-                spec=spec.document(),
-                data_fingerprint=data_fingerprint(spec),
+                spec=document,
+                data_fingerprint=fingerprint,
                 data_roots=tuple(str(root) for root in roots),
+                lineage=lineage.at_submit(
+                    spec_sha256=spec_hash(document),
+                    data_fingerprint=fingerprint,
+                    source=source if _is_file(source) else None,
+                    git=git,
+                ),
+                tags=job_tags,
             )
         )
     if failures:
@@ -120,12 +148,16 @@ def submit_data_roots(settings: Settings) -> tuple[tuple[Path, ...], str]:
 
 
 def jobs(
-    state: JobState | str | None = None, limit: int | None = None, *, settings: Settings | None = None
+    state: JobState | str | None = None,
+    limit: int | None = None,
+    *,
+    tag: str | None = None,
+    settings: Settings | None = None,
 ) -> list[JobRecord]:
-    """Jobs, newest first; only those in ``state`` if given, at most ``limit`` if given."""
+    """Jobs, newest first; only those in ``state`` and with ``tag`` if given, at most ``limit`` if given."""
     if state is not None:
         state = _state(state)
-    return open_store(settings).list_jobs(state=state, limit=limit)
+    return open_store(settings).list_jobs(state=state, limit=limit, tag=tag)
 
 
 def show(job_id: int | str, *, settings: Settings | None = None) -> dict[str, Any]:
@@ -201,6 +233,7 @@ def job_document(job: JobRecord, epochs: Sequence[EpochRecord]) -> dict[str, Any
         "spec_hash": job.spec_hash,
         "spec": job.spec_document,
         "context": job.context,
+        "lineage": job.lineage,
     }
 
 
@@ -218,6 +251,16 @@ def _dispatch(store: Store, ids: list[int], settings: Settings) -> None:
             f"job(s) {listed} are queued in the store but could not be dispatched ({exc}); "
             "a worker's reconciler dispatches them once the broker is reachable"
         ) from exc
+
+
+def _is_file(source: object) -> bool:
+    """True when a spec source names a file (a source may also be YAML text or a mapping)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    try:
+        return Path(source).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _ids(job_ids: Iterable[int | str]) -> list[int]:

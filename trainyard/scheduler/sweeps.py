@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from trainyard.config import Settings
-from trainyard.db import EpochRecord, JobRecord, JobState, Store, SweepRecord, SweepState
+from trainyard.db import JobRecord, JobState, Store, SweepRecord, SweepState
 from trainyard.db.records import isoformat
 from trainyard.errors import BrokerError, InvalidTransition, SweepNotFound
 from trainyard.scheduler.operations import _dispatch, open_store, parse_id, submit_data_roots
@@ -78,37 +78,45 @@ def cancel_sweep(sweep_id: int | str, *, settings: Settings | None = None) -> di
     return sweep_document(store, store.get_sweep(sweep.id))
 
 
-def sweep_document(store: Store, sweep: SweepRecord) -> dict[str, Any]:
+def sweep_document(store: Store, sweep: SweepRecord, *, exact: bool = True) -> dict[str, Any]:
     """A sweep as JSON: ``id``, ``name``, ``state``, ``method``, ``trials`` (each ``job``, ``params``,
     ``state``, ``epochs``, ``objective``; ranked, best first) and ``best`` (``job``, ``params``,
-    ``objective``; null until a trial succeeded), with its definition and counts."""
-    from trainyard.sweeps import SweepDefinition, trial_objective
+    ``objective``; null until a trial succeeded), with its definition and counts.
+
+    Objectives come from the stored epochs; ``exact=False`` (a live view refreshed twice a second)
+    takes them from each job's latest metrics instead, without reading the epochs.
+    """
+    from trainyard.sweeps import SweepDefinition, metrics_objective, trial_objective
 
     definition = SweepDefinition.from_document(sweep.definition)
     jobs = store.sweep_jobs(sweep.id)
-    epochs = store.sweep_epochs(sweep.id)
-    trials = [_trial(definition, job, epochs.get(job.id, []), trial_objective) for job in jobs]
+    epochs = store.sweep_epochs(sweep.id) if exact else {}
+
+    def objective(job: JobRecord) -> float | None:
+        if exact:
+            return trial_objective(definition, job, epochs.get(job.id, []))
+        return metrics_objective(definition, job.val_metrics) if job.val_metrics else None
+
+    trials = [_trial(job, objective(job)) for job in jobs]
     trials.sort(key=lambda t: _rank(t, definition.direction))
     best = next((t for t in trials if t["state"] == JobState.SUCCEEDED.value and t["objective"] is not None), None)
     return {
         **_summary(store, sweep, jobs, definition),
         "trials": trials,
         "best": {"job": best["job"], "params": best["params"], "objective": best["objective"]} if best else None,
-        "best_so_far": best_so_far(definition, jobs, epochs),
+        "best_so_far": best_so_far(definition, {t["job"]: t["objective"] for t in trials}, jobs),
     }
 
 
-def best_so_far(definition: Any, jobs: Sequence[JobRecord], epochs: dict[int, list[EpochRecord]]) -> list[float | None]:
+def best_so_far(definition: Any, objectives: dict[int, float | None], jobs: Sequence[JobRecord]) -> list[float | None]:
     """The best objective after each succeeded trial, in the order they finished (the sparkline)."""
-    from trainyard.sweeps import trial_objective
-
     done = sorted(
         (j for j in jobs if j.state is JobState.SUCCEEDED and j.finished_at is not None), key=lambda j: j.finished_at
     )
     best: float | None = None
     found: list[float | None] = []
     for job in done:
-        value = trial_objective(definition, job, epochs.get(job.id, []))
+        value = objectives.get(job.id)
         if value is not None and (
             best is None or (value > best if definition.direction == "maximize" else value < best)
         ):
@@ -117,14 +125,14 @@ def best_so_far(definition: Any, jobs: Sequence[JobRecord], epochs: dict[int, li
     return found
 
 
-def _trial(definition: Any, job: JobRecord, epochs: list[EpochRecord], objective: Any) -> dict[str, Any]:
+def _trial(job: JobRecord, objective: float | None) -> dict[str, Any]:
     return {
         "job": job.id,
         "trial": job.trial,
         "params": dict(job.params or {}),
         "state": job.state.value,
         "epochs": job.epochs_done,
-        "objective": objective(definition, job, epochs),
+        "objective": objective,
         "error": job.error if job.state is not JobState.SUCCEEDED else None,
     }
 

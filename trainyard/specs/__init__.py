@@ -17,7 +17,7 @@ from trainyard.specs.builder import (
 from trainyard.specs.data import Dataset, Split, data_fingerprint, data_paths, input_stats, load_data, outside_roots
 from trainyard.specs.features import InputStats, fit_inputs, model_inputs
 from trainyard.specs.loader import load_spec, spec_from_document
-from trainyard.specs.schema import JobSpec
+from trainyard.specs.schema import JobSpec, tag_problem
 
 __all__ = [
     "Dataset",
@@ -38,5 +38,6 @@ __all__ = [
     "model_inputs",
     "outside_roots",
     "spec_from_document",
+    "tag_problem",
     "validate_spec",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from trainyard import defaults
 from trainyard.errors import Problem
 from trainyard.specs.limits import shown
 
@@ -63,6 +65,30 @@ OPTIMIZERS = frozenset(
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _SPEC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _Name = Annotated[str, StringConstraints(pattern=_NAME)]
+
+#: A tag: letters, digits and ``_ . : = / + -``, starting with a letter or digit.
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:=/+-]*$")
+
+
+def tag_problem(tag: object) -> str | None:
+    """What is wrong with ``tag`` as a job tag (None: nothing)."""
+    if not isinstance(tag, str):
+        return f"expected a tag (a string), received {tag!r:.80}"
+    if len(tag) > defaults.MAX_TAG_LENGTH:
+        return f"expected at most {defaults.MAX_TAG_LENGTH} characters, received {len(tag)}"
+    if not TAG_PATTERN.match(tag):
+        return f"expected letters, digits and _ . : = / + - (starting with a letter or digit), received {tag!r}"
+    return None
+
+
+def _check_tag(tag: str) -> str:
+    problem = tag_problem(tag)
+    if problem:
+        raise ValueError(problem)
+    return tag
+
+
+_Tag = Annotated[str, Field(strict=True), AfterValidator(_check_tag)]
 
 
 class _Model(BaseModel):
@@ -506,6 +532,9 @@ class JobSpec(_Model):
     layers: list[LayerSpec] = Field(default_factory=list)
     outputs: dict[_Name, OutputSpec] = Field(min_length=1)
     training: TrainingSpec
+    #: labels of the jobs submitted from this spec (``jobs --tag``, ``compare --tag``); not part of
+    #: :meth:`document`: two specs that differ only in their tags train the same model.
+    tags: list[_Tag] = Field(default_factory=list, max_length=defaults.MAX_TAGS)
 
     @model_validator(mode="before")
     @classmethod

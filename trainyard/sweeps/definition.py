@@ -83,15 +83,16 @@ class ParameterSpec(_Model):
 
 
 class ObjectiveSpec(_Model):
-    """What a trial scores: ``metric`` of each output in ``outputs``, weighted (the spec's output weights when omitted)."""
+    """What a trial scores: ``metric`` of each output in ``outputs``, weighted (the spec's output weights
+    when omitted); ``metric`` defaults to the outputs' headline metric."""
 
-    metric: str = "mse"
+    metric: str | None = None
     outputs: dict[str, float] | None = Field(None, min_length=1)
 
     @field_validator("metric")
     @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in metrics.METRICS:
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in metrics.METRICS:
             raise ValueError(f"unknown metric {value!r}; expected one of {', '.join(metrics.METRICS)}")
         return value
 
@@ -345,6 +346,11 @@ def load_sweep(
             problems.append(
                 Problem(f"objective.outputs.{name}", f"no such output in the spec (it has {', '.join(spec_outputs)})")
             )
+    metric, metric_problems = _objective_metric(
+        sweep.objective.metric, document, [n for n in weights if n in spec_outputs]
+    )
+    problems += metric_problems
+
     parameters = []
     for key, given in sweep.parameters.items():
         parameter = _parameter(key, given, document)
@@ -364,7 +370,7 @@ def load_sweep(
         trials=sweep.trials if sweep.method != "grid" else None,
         parallel=sweep.parallel,
         seed=sweep.seed,
-        metric=sweep.objective.metric,
+        metric=metric,
         outputs=weights,
         parameters=tuple(parameters),
         prune=sweep.prune.normalised() if sweep.prune else None,
@@ -380,6 +386,29 @@ def load_sweep(
         raise SpecError(problems, source=label)
     context = {"data_fingerprint": data_fingerprint(spec), "data_roots": [str(root) for root in data_roots]}
     return SweepPlan(name=sweep.name, definition=definition, spec=document, context=context)
+
+
+def _objective_metric(given: str | None, document: Mapping[str, Any], outputs: list[str]) -> tuple[str, list[Problem]]:
+    """The objective's metric (``given``, or the outputs' common headline metric) and the problems:
+    a metric some weighted output does not report, outputs whose headline metrics differ."""
+    reported = {}
+    for name in outputs:
+        entry = document.get("outputs", {}).get(name, {})
+        kind = metrics.output_type(document, name)
+        reported[name] = (kind, metrics.names(kind, entry.get("loss") if isinstance(entry, Mapping) else None))
+    if given is None:
+        headlines = sorted({metrics.headline(kind) for kind, _ in reported.values()})
+        if len(headlines) > 1:
+            return headlines[0], [
+                Problem("objective.metric", f"the outputs' headline metrics differ ({', '.join(headlines)}): name one")
+            ]
+        return (headlines[0] if headlines else "mse"), []
+    problems = [
+        Problem("objective.metric", f"output {name!r} ({kind}) reports {', '.join(names)}, not {given!r}")
+        for name, (kind, names) in reported.items()
+        if given not in names
+    ]
+    return given, problems
 
 
 def trial_document(base: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> dict[str, Any]:

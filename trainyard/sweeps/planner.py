@@ -73,6 +73,7 @@ def _advance_one(store: Store, sweep: SweepRecord, max_attempts: int) -> Progres
             spec=trial_document(sweep.spec, f"{sweep.name}-{number}", params),
             data_fingerprint=sweep.context.get("data_fingerprint"),
             data_roots=tuple(sweep.context.get("data_roots") or ()) or None,
+            tags=tuple(sweep.context.get("tags") or ()),  # a sweep's tags label each of its trials
         )
         job = store.add_trial(sweep.id, number, params, params_key(params), submission, max_attempts=max_attempts)
         if job is None:

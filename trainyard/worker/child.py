@@ -126,3 +126,22 @@ def strategy() -> Any:
                 _strategy = tf.distribute.MirroredStrategy([d.name for d in cpus[:logical]])
             _strategy_ready = True
         return _strategy
+
+
+def training_devices(strategy: Any) -> dict[str, Any]:
+    """The devices a job trains on here, its ``tf.distribute`` strategy and replicas (for its lineage):
+    ``strategy`` as :func:`strategy` returned it (None: the training core's choice, which is
+    ``MirroredStrategy`` over several GPUs, else one device without a strategy)."""
+    import tensorflow as tf
+
+    if strategy is not None:
+        return {
+            "devices": [str(d) for d in strategy.extended.worker_devices],
+            "strategy": type(strategy).__name__,
+            "replicas": int(strategy.num_replicas_in_sync),
+        }
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return {"devices": [g.name for g in gpus], "strategy": "MirroredStrategy", "replicas": len(gpus)}
+    device = gpus[0] if gpus else tf.config.list_logical_devices("CPU")[0]
+    return {"devices": [device.name], "strategy": "none", "replicas": 1}

@@ -50,7 +50,7 @@ _T = TypeVar("_T")
 
 def job_dir(settings: Settings, job_id: int) -> Path:
     """Where a job's files live: ``<artifact_root>/jobs/<id>``."""
-    return settings.artifact_root / "jobs" / str(job_id)
+    return settings.job_dir(job_id)
 
 
 def model_path(settings: Settings, job_id: int) -> Path:
@@ -245,6 +245,7 @@ def _run(
 
         if strategy is not None:
             log.info("job %s: training on %s replicas (MirroredStrategy)", job.id, strategy.num_replicas_in_sync)
+        _record_lineage(store, job, owner, strategy)
         target.parent.mkdir(parents=True, exist_ok=True)
         if sink.pruning is not None and 0 < job.epochs_done < job.epochs_total:
             # resumed after its last stored epoch: the decision taken then (maybe by a worker that
@@ -299,36 +300,43 @@ def _run(
         _discard(partial)
         return None
     os.replace(partial, target)
-    if sink.pruned is not None and result.stop_reason is not None:
-        epoch, reason = sink.pruned
-        return _end(
-            store,
-            job,
-            owner,
-            JobState.PRUNED,
-            settings,
-            sink,
-            error=reason,
-            stopped_epoch=epoch,
-            test_mse=dict(result.test_mse or {}),
-            val_mse=dict(result.val_mse or {}),
-            model_path=str(target),
-        )
-    return _end(
+    pruned = sink.pruned if result.stop_reason is not None else None  # (epoch, reason) of a pruned trial
+    state = _end(
         store,
         job,
         owner,
-        JobState.SUCCEEDED,
+        JobState.PRUNED if pruned else JobState.SUCCEEDED,
         settings,
         sink,
+        error=pruned[1] if pruned else None,
         test_mse=dict(result.test_mse or {}),
         val_mse=dict(result.val_mse or {}),
         val_metrics=result.val_metrics,
         test_metrics=result.test_metrics or {},
         best_epoch=result.best_epoch,
-        stopped_epoch=result.stopped_epoch,
+        stopped_epoch=pruned[0] if pruned else result.stopped_epoch,
         model_path=str(target),
     )
+    if state in (JobState.SUCCEEDED, JobState.PRUNED):  # both keep their model
+        _write_card(store, job.id, target)
+    return state
+
+
+def _record_lineage(store: Store, job: JobRecord, owner: str, strategy: Any) -> None:
+    """Record where this attempt trains (versions, host, devices, strategy) before it starts."""
+    from trainyard import lineage
+
+    store.record_lineage(job.id, owner, lineage.at_worker(owner=owner, **child.training_devices(strategy)))
+
+
+def _write_card(store: Store, job_id: int, model_file: Path) -> None:
+    """The ``model.json`` card beside the model; a card that cannot be written is logged, the job stays succeeded."""
+    from trainyard.worker.card import write_card
+
+    try:
+        write_card(store.get_job(job_id), model_file)
+    except (OSError, TrainyardError, ValueError) as exc:
+        log.warning("job %s: could not write the model card beside %s: %s", job_id, model_file, exc)
 
 
 def _stopped(store: Store, job: JobRecord, owner: str, settings: Settings, sink: StoreSink) -> JobState | None:
