@@ -40,7 +40,8 @@ def run_sweep(folder: Path, sweep_text: str, spec_text: str, name: str) -> dict[
             if store.count_jobs(JobState.QUEUED) == 0:
                 break
             continue
-        run_job(store, job, owner, settings)
+        if run_job(store, job, owner, settings) is None:
+            raise SystemExit(f"job {job.id} was handed back (SIGTERM): the sweep stops here")
     document = sweeps.sweep_document(store, store.get_sweep(record.id))
     document["epochs_run"] = sum(len(epochs) for epochs in store.sweep_epochs(record.id).values())
     return document

@@ -227,3 +227,31 @@ def test_grid_and_tpe_sweeps_survive_a_broker_flush_on_two_workers(cluster: Yard
         (8, 64),
     ]
     check(cluster, tpe, cluster.finished(tpe))
+
+
+def test_trainyard_run_trains_a_sweep_file_with_a_local_worker_and_ranks_its_trials(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write_spec(tmp_path, "tiny", epochs=2)
+    (tmp_path / "sweep.yaml").write_text(
+        "name: local\nspec: tiny.yaml\nmethod: grid\nparallel: 1\nparameters:\n  layers[0].units: {choice: [4, 8]}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+    env.update(FAST, TRAINYARD_HOME=str(tmp_path / "home"))
+    trainyard = str(Path(sys.executable).with_name("trainyard"))
+    done = subprocess.run(
+        [trainyard, "run", "sweep.yaml", "-c", "1", "--timeout", str(WAIT)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT + 60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "finished" in done.stdout and "2 of 2 done" in done.stdout
+    assert "layers[0].units=4" in done.stdout and "layers[0].units=8" in done.stdout
+    store = Store.open(Settings.from_env(env).db_url)
+    (sweep,) = store.list_sweeps()
+    assert sweep.state is SweepState.FINISHED
+    assert sorted(j.params["layers[0].units"] for j in store.sweep_jobs(sweep.id)) == [4, 8]
