@@ -102,3 +102,15 @@ def start_worker(home: Path) -> Iterator[StartWorker]:
     yield start
     for worker in started:
         worker.stop(timeout=30)
+
+
+def article_spec(path: Path | str, overrides: Sequence[str] = ()) -> Any:
+    """A spec of ``specs/`` as the article trained it: no standardization of inputs or targets, plain
+    SGD. The example specs add both (they make the models learn); tests that compare with the
+    article's own Keras script (its layers, plain ``model.fit``) use this."""
+    from trainyard.specs import load_spec
+
+    spec = load_spec(path, check_data=False)
+    plain = [f"inputs.{name}.normalize=false" for name in spec.inputs if spec.inputs[name].normalize]
+    plain += [f"outputs.{name}.normalize=false" for name in spec.outputs]
+    return load_spec(path, overrides=[*plain, "training.optimizer=sgd", *overrides])

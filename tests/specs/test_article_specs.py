@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from worker_fixtures import article_spec
 
 from trainyard.specs import build_model, load_spec, validate_spec
 
@@ -103,7 +104,7 @@ CASES = {
 
 @pytest.mark.parametrize("filename", sorted(CASES))
 def test_spec_builds_the_articles_model(filename: str) -> None:
-    spec = load_spec(SPECS / filename)
+    spec = article_spec(SPECS / filename)
     ours = build_model(spec)
     theirs = CASES[filename]()
     assert ours.count_params() == theirs.count_params()
@@ -123,4 +124,13 @@ def test_multi_output_spec_keeps_the_articles_loss_weights() -> None:
     spec = load_spec(SPECS / "multi_output.yaml")
     assert {name: out.weight for name, out in spec.outputs.items()} == {"output_1": 0.9, "output_2": 0.1}
     assert {out.loss for out in spec.outputs.values()} == {"mean_squared_error"}
-    assert spec.training.optimizer.name == "sgd" and spec.training.epochs == 100
+    assert spec.training.epochs == 100
+    assert article_spec(SPECS / "multi_output.yaml").training.optimizer.name == "sgd"
+
+
+@pytest.mark.parametrize("filename", ["iris.yaml", "breast_cancer.yaml"])
+def test_the_classification_examples_validate_on_their_builtin_tables(filename: str) -> None:
+    spec = load_spec(SPECS / "examples" / filename)
+    summary = validate_spec(spec)
+    [(name, out)] = spec.outputs.items()
+    assert summary.outputs[name] == (3 if out.type == "category" else 1)

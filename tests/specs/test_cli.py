@@ -25,7 +25,7 @@ def test_validate_prints_each_models_layers_and_parameter_counts() -> None:
     assert result.exit_code == 0, result.stderr
     assert "total params: 98 (trainable 98" in result.stdout
     assert "total params: 96 (trainable 96" in result.stdout
-    for text in ("hidden_3", "Concatenate", "(None, 7)", "output_2", "wide, hidden_3"):
+    for text in ("hidden_3", "Concatenate", "(None, 7)", "output_2", "Normalization"):
         assert text in result.stdout
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from worker_fixtures import article_spec
 
 from trainyard.specs import Split, build_model, fit_inputs, load_data, load_spec, make_optimizer
 from trainyard.training import _fit_batches, tensors, train
@@ -77,7 +78,7 @@ def test_train_ends_with_the_weights_of_plain_model_fit(filename: str, tmp_path:
             }
         )
     else:
-        spec = load_spec(SPECS / filename, overrides=["training.epochs=4"])
+        spec = article_spec(SPECS / filename, overrides=["training.epochs=4"])
     assert spec.training.shuffle  # the default, as in the article's fit
     data = load_data(spec)
     expected = _plain_fit_val_mse(spec, data)

@@ -181,9 +181,9 @@ def _frames(spec: JobSpec) -> dict[str, tuple[pd.DataFrame, bool] | Problem]:
 def _builtin(name: str) -> pd.DataFrame:
     key = (BUILTIN_PREFIX + name, 0, 0, "")
     if key not in _cache:
-        from sklearn.datasets import load_diabetes
+        from sklearn import datasets
 
-        _remember(key, load_diabetes(as_frame=True).frame)
+        _remember(key, getattr(datasets, f"load_{name}")(as_frame=True).frame)
     return _cache[key]
 
 

@@ -36,7 +36,8 @@ DEFAULT_INPUT = "features"
 BUILTIN_PREFIX = "builtin:"
 
 #: Built-in data sets (``builtin:<name>``).
-BUILTIN_DATASETS = ("diabetes",)
+#: scikit-learn's ``load_<name>(as_frame=True).frame``: the diabetes regression, two classifications.
+BUILTIN_DATASETS = ("diabetes", "breast_cancer", "iris")
 
 #: Loss names accepted for an output (Keras' own string identifiers).
 LOSSES = frozenset(
