@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine
+from sweeping import article_spec
 
 TARGET = 1.15
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100)
     args = parser.parse_args(argv)
     print(machine.describe(), flush=True)
-    spec = (machine.REPO / "specs" / "multi_output.yaml").read_text().replace("epochs: 100", f"epochs: {args.epochs}")
+    spec = article_spec(args.epochs)
     trainyard = str(Path(sys.executable).with_name("trainyard"))
     optuna_runs: list[float] = []
     queue_runs: list[float] = []

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine
-from sweeping import run_sweep
+from sweeping import article_spec, run_sweep
 
 EPOCHS_TARGET = 0.5
 BEST_TARGET = 0.05
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     print(machine.describe(), flush=True)
-    spec = (machine.SPECS / "multi_output.yaml").read_text().replace("epochs: 100", f"epochs: {args.epochs}")
+    spec = article_spec(args.epochs)
     results = {}
     with tempfile.TemporaryDirectory(prefix="trainyard-bench-prune-") as tmp:
         for name, prune in (("unpruned", "none"), ("asha", "{method: asha, min_epochs: 3, reduction_factor: 3}")):

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine
-from sweeping import run_sweep
+from sweeping import article_spec, run_sweep
 
 SWEEP = """\
 name: {name}
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     args = parser.parse_args(argv)
     print(machine.describe(), flush=True)
-    spec = (machine.SPECS / "multi_output.yaml").read_text().replace("epochs: 100", f"epochs: {args.epochs}")
+    spec = article_spec(args.epochs)
     best: dict[str, list[float]] = {"tpe": [], "random": []}
     with tempfile.TemporaryDirectory(prefix="trainyard-bench-tpe-") as tmp:
         for seed in args.seeds:

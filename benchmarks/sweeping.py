@@ -13,6 +13,18 @@ from pathlib import Path
 from typing import Any
 
 
+def article_spec(epochs: int) -> str:
+    """The article's multi-output spec (``specs/multi_output.yaml``) with SGD, as the article trains
+    it, and ``epochs`` epochs: what the sweep benchmarks search over."""
+    import re
+
+    from machine import SPECS
+
+    text = (SPECS / "multi_output.yaml").read_text()
+    text = re.sub(r"(?m)^  optimizer:.*$", "  optimizer: sgd", text)
+    return re.sub(r"(?m)^  epochs: \d+", f"  epochs: {epochs}", text)
+
+
 def run_sweep(folder: Path, sweep_text: str, spec_text: str, name: str) -> dict[str, Any]:
     """Write ``spec.yaml`` and ``<name>.yaml`` into ``folder``, run the sweep to its end in a store
     under ``folder/home``; return ``sweep show --json``'s document plus ``epochs_run``."""
