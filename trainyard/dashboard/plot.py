@@ -1,4 +1,4 @@
-"""Training curves for reports: per-output training loss and validation MSE of one or several jobs.
+"""Training curves for reports: per-output training loss and headline validation metric of one or several jobs.
 
 One panel per output, one colour per job; solid lines are the validation MSE, dashed lines the
 training loss. matplotlib is imported inside :func:`plot_curves` (Agg backend, no display needed),
@@ -14,7 +14,9 @@ from pathlib import Path
 
 from trainyard.db.records import EpochRecord, JobRecord
 from trainyard.db.store import Store
+from trainyard.display import headline_name
 from trainyard.errors import TrainyardError
+from trainyard.metrics import metric
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,24 @@ class JobCurves:
             names.update(dict.fromkeys(record.outputs))
         return list(names)
 
+    def headline(self, output: str) -> str | None:
+        """The headline validation metric ``output`` reports (``mse``, ``log_loss``...)."""
+        for record in reversed(self.epochs):
+            name = headline_name(record.val_metrics.get(output, {}))
+            if name is not None:
+                return name
+        return None
+
     def curve(self, output: str, metric: str) -> tuple[list[int], list[float]]:
-        """Epoch numbers and values of ``metric`` (``loss`` or ``val_mse``) for ``output``; gaps dropped."""
+        """Epoch numbers and values of ``metric`` for ``output``: ``loss`` (training), ``val_mse``, or
+        any validation metric it reports (``log_loss``, ``accuracy``...); gaps dropped."""
         xs: list[int] = []
         ys: list[float] = []
         for record in self.epochs:
-            value = record.outputs.get(output, {}).get(metric)
+            entry = record.outputs.get(output, {})
+            value = (
+                entry.get(metric) if metric in ("loss", "val_mse") else record.val_metrics.get(output, {}).get(metric)
+            )
             if value is not None and math.isfinite(value):
                 xs.append(record.epoch)
                 ys.append(float(value))
@@ -73,21 +87,23 @@ def plot_curves(curves: Sequence[JobCurves], out: Path) -> Path:
     try:
         for index, output in enumerate(outputs):
             ax = axes[index // columns][index % columns]
+            shown = next((h for c in curves if (h := c.headline(output)) is not None), "mse")
+            name = metric(shown).label
             for number, job_curves in enumerate(curves):
                 colour = colours[number % len(colours)]
                 label = f"#{job_curves.job.id} {job_curves.job.name}"
-                xs, ys = job_curves.curve(output, "val_mse")
+                xs, ys = job_curves.curve(output, shown)
                 if xs:
-                    ax.plot(xs, ys, color=colour, marker="o", markersize=3, label=f"{label} val MSE")
+                    ax.plot(xs, ys, color=colour, marker="o", markersize=3, label=f"{label} val {name}")
                 xs, ys = job_curves.curve(output, "loss")
                 if xs:
                     ax.plot(xs, ys, color=colour, linestyle="--", alpha=0.8, label=f"{label} train loss")
-            values = [y for c in curves for metric in ("val_mse", "loss") for y in c.curve(output, metric)[1]]
+            values = [y for c in curves for kind in (shown, "loss") for y in c.curve(output, kind)[1]]
             if values and min(values) > 0 and max(values) / min(values) > 100:
                 ax.set_yscale("log")  # early epochs would flatten the curve's interesting end
             ax.set_title(f"output {output!r}")
             ax.set_xlabel("epoch")
-            ax.set_ylabel("MSE")
+            ax.set_ylabel(f"validation {name} / training loss")
             ax.grid(True, alpha=0.3)
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.legend(fontsize="small")
