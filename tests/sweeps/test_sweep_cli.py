@@ -66,8 +66,8 @@ def test_submit_stores_the_sweep_queues_its_first_trials_and_show_json_holds_the
         assert set(trial["params"]) == {"training.optimizer.learning_rate", "layers[0].units", "training.batch_size"}
         job = store().get_job(trial["job"])
         assert job.sweep_id == submitted["id"] and job.params == trial["params"]
-        assert job.spec_document["training"]["optimizer"] == {  # the base spec's Adam
-            "name": "adam",
+        assert job.spec_document["training"]["optimizer"] == {  # the base spec's `optimizer: sgd`
+            "name": "sgd",
             "learning_rate": trial["params"]["training.optimizer.learning_rate"],
         }
     listed = run("sweep", "list")
