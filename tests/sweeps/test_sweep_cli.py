@@ -158,3 +158,20 @@ def test_set_reaches_into_the_optimizer_shorthand(tmp_path: Path) -> None:
     loaded = load_spec(spec, overrides=["training.optimizer.learning_rate=0.05", "inputs.features.normalize=true"])
     assert loaded.training.optimizer.name == "sgd" and loaded.training.optimizer.args == {"learning_rate": 0.05}
     assert loaded.inputs["features"].normalize is True  # the list-of-columns shorthand, reached the same way
+
+
+def test_a_sweep_files_tags_label_every_trial_and_a_bad_tag_is_one_line(folder: Path) -> None:
+    spec = (folder / "multi_output.yaml").read_text()
+    (folder / "multi_output.yaml").write_text(spec + "tags: [article]\n")
+    (folder / "sweep.yaml").write_text(SWEEP.format(name="tagged", spec="multi_output.yaml") + "tags: [lr, cal]\n")
+    result = run("sweep", "submit", "sweep.yaml", "--json")
+    assert result.exit_code == 0, result.stderr
+    trials = store().list_jobs()
+    assert len(trials) == 2 and all(job.tags == ("article", "cal", "lr") for job in trials)
+    listed = run("jobs", "--tag", "lr", "--json")
+    assert sorted(job["id"] for job in json.loads(listed.stdout)) == sorted(job.id for job in trials)
+
+    (folder / "bad.yaml").write_text(SWEEP.format(name="bad", spec="multi_output.yaml") + "tags: [ok, 'no spaces']\n")
+    result = run("sweep", "submit", "bad.yaml")
+    assert result.exit_code == 2 and "tags[1]" in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert [s.name for s in store().list_sweeps()] == ["tagged"]

@@ -88,7 +88,7 @@ def _check_tag(tag: str) -> str:
     return tag
 
 
-_Tag = Annotated[str, Field(strict=True), AfterValidator(_check_tag)]
+Tag = Annotated[str, Field(strict=True), AfterValidator(_check_tag)]
 
 
 class _Model(BaseModel):
@@ -534,7 +534,7 @@ class JobSpec(_Model):
     training: TrainingSpec
     #: labels of the jobs submitted from this spec (``jobs --tag``, ``compare --tag``); not part of
     #: :meth:`document`: two specs that differ only in their tags train the same model.
-    tags: list[_Tag] = Field(default_factory=list, max_length=defaults.MAX_TAGS)
+    tags: list[Tag] = Field(default_factory=list, max_length=defaults.MAX_TAGS)
 
     @model_validator(mode="before")
     @classmethod

@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainyard import metrics
+from trainyard import defaults, metrics
 from trainyard.errors import Problem, SpecError
+from trainyard.specs.schema import Tag
 
 #: Most trials one sweep may ask for, and most points of a grid.
 MAX_TRIALS = 10_000
@@ -159,6 +160,8 @@ class SweepFile(_Model):
     objective: ObjectiveSpec = ObjectiveSpec()
     parameters: dict[str, ParameterSpec] = Field(min_length=1, max_length=MAX_PARAMETERS)
     prune: PruneSpec | None = None
+    #: Labels every trial carries (with the base spec's own ``tags``): ``jobs --tag``, ``compare --tag``.
+    tags: list[Tag] = Field(default_factory=list, max_length=defaults.MAX_TAGS)
 
     @field_validator("prune", mode="before")
     @classmethod
@@ -384,7 +387,18 @@ def load_sweep(
         problems += _check_extremes(document, parameters, build=build)
     if problems:
         raise SpecError(problems, source=label)
-    context = {"data_fingerprint": data_fingerprint(spec), "data_roots": [str(root) for root in data_roots]}
+    context: dict[str, Any] = {
+        "data_fingerprint": data_fingerprint(spec),
+        "data_roots": [str(root) for root in data_roots],
+    }
+    tags = list(dict.fromkeys([*spec.tags, *sweep.tags]))
+    if len(tags) > defaults.MAX_TAGS:
+        raise SpecError(
+            Problem("tags", f"at most {defaults.MAX_TAGS} tags per trial, received {len(tags)} with the spec's"),
+            source=label,
+        )
+    if tags:
+        context["tags"] = tags
     return SweepPlan(name=sweep.name, definition=definition, spec=document, context=context)
 
 
