@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from rich.text import Text
 
@@ -60,6 +61,31 @@ def headline_text(values: Mapping[str, float | None], kind: str | None = None) -
     if name is None:
         return "–"
     return f"{metrics.metric(name).label} {format_metric(values[name])}"
+
+
+def headline_cell(name: str, value: float | None) -> str:
+    """A value of the metric ``name`` in a column of headline metrics: an MSE as a bare number (the
+    column says MSE), any other metric named (``log loss 0.0841``)."""
+    if name == "mse" or value is None:
+        return format_mse(value)
+    return f"{metrics.metric(name).label} {format_metric(value)}"
+
+
+def final_cell(values: Mapping[str, float | None] | None, mse: float | None = None) -> str:
+    """One output's final headline metric from its ``{metric: value}`` (``mse``: its stored MSE, which
+    jobs of older trainyard versions carry alone)."""
+    values = values or {}
+    name = headline_name(values)
+    if name is None or name == "mse":
+        return format_mse(mse if mse is not None else values.get("mse"))
+    return headline_cell(name, values.get(name))
+
+
+def only_mse(jobs: Iterable[Any]) -> bool:
+    """True when every output of ``jobs`` (records with ``val_metrics``) has the MSE as its headline."""
+    return all(
+        (headline_name(job.val_metrics.get(name) or {}) or "mse") == "mse" for job in jobs for name in job.output_names
+    )
 
 
 def format_headlines(outputs: Mapping[str, Mapping[str, float | None]]) -> str:

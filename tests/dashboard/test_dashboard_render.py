@@ -6,7 +6,7 @@ import math
 import re
 
 import pytest
-from dashboard_builders import NOW, ago, make_epochs, make_job
+from dashboard_builders import NOW, ago, make_epochs, make_job, print_to_text
 
 from trainyard.dashboard.render import NARROW_WIDTH, sparkline
 from trainyard.dashboard.snapshot import RunningJob, Snapshot
@@ -179,3 +179,69 @@ def test_a_second_attempt_and_a_pending_cancel_are_shown_with_the_running_job(fr
     assert "#6 fresh (" not in flat(
         frame_text(Snapshot(taken_at=NOW, source="db", running=(RunningJob(first),)), width=width)
     )
+
+
+def test_classification_outputs_show_their_headline_metric_named_running_and_finished(frame_text):
+    def epoch(i: int, log_loss: float) -> EpochRecord:
+        metrics = {"log_loss": log_loss, "accuracy": 0.9}
+        return EpochRecord(
+            job_id=5,
+            epoch=i,
+            loss=log_loss,
+            val_loss=log_loss,
+            outputs={"species": {"loss": log_loss, "val_metrics": metrics}},
+            recorded_at=ago(30 - i),
+        )
+
+    running = RunningJob(
+        make_job(5, "iris", JobState.RUNNING, epochs_done=3, started_at=ago(40)),
+        (epoch(1, 0.91), epoch(2, 0.52), epoch(3, 0.61)),
+    )
+    finished = make_job(
+        6,
+        "cancer",
+        JobState.SUCCEEDED,
+        finished_at=ago(60),
+        started_at=ago(100),
+        val_metrics={"flag": {"log_loss": 0.1402, "accuracy": 0.947, "auc": 0.988}},
+        test_metrics={"flag": {"log_loss": 0.1555, "accuracy": 0.93, "auc": 0.98}},
+    )
+    snapshot = Snapshot(taken_at=NOW, source="db", running=(running,), recent=(finished,))
+    for width in (160, 60):
+        text = flat(frame_text(snapshot, width=width))
+        assert "log loss 0.61" in text and "log loss 0.52" in text, text  # latest, then best
+        assert "log loss 0.1402" in text and "log loss 0.1555" in text, text
+        assert "val MSE" not in text and "test MSE" not in text, text
+    outputs = snapshot.to_json()["running"][0]["outputs"]["species"]
+    assert outputs["headline"] == "log_loss" and outputs["val_headline"] == 0.61
+    assert outputs["best_val_headline"] == 0.52 and outputs["val_mse"] is None
+
+
+def test_run_names_each_outputs_headline_metric_live_and_in_its_summary() -> None:
+    from trainyard.cli.worker_cmds import progress_table, summary_table
+
+    iris = make_job(
+        1,
+        "iris",
+        JobState.SUCCEEDED,
+        epochs_done=20,
+        val_metrics={"species": {"log_loss": 0.0839, "accuracy": 0.97}},
+        test_metrics={"species": {"log_loss": 0.0351, "accuracy": 0.97}},
+    )
+    mlp = make_job(
+        2,
+        "mlp",
+        JobState.SUCCEEDED,
+        epochs_done=20,
+        val_mse={"output": 3137.0},
+        test_mse={"output": 3623.0},
+        val_metrics={"output": {"mse": 3137.0, "mae": 46.0}},
+        test_metrics={"output": {"mse": 3623.0, "mae": 48.0}},
+    )
+    summary = print_to_text(summary_table([iris, mlp]), 120)
+    assert "log loss 0.0839" in summary and "log loss 0.0351" in summary and "3137" in summary, summary
+    assert "VAL MSE" not in summary
+    live = print_to_text(progress_table([iris, mlp], NOW, 120), 120)
+    assert "species log loss 0.0839" in live and "output MSE 3137" in live, live
+    only_regression = print_to_text(summary_table([mlp]), 120)
+    assert "VAL MSE" in only_regression and "TEST MSE" in only_regression

@@ -82,7 +82,9 @@ def test_soak_200_jobs_while_one_of_two_workers_is_killed_every_few_seconds(
     duration = time.monotonic() - started
 
     jobs = store.get_jobs(ids)
-    assert Counter(j.state for j in jobs) == {JobState.SUCCEEDED: SOAK_JOBS}
+    assert Counter(j.state for j in jobs) == {JobState.SUCCEEDED: SOAK_JOBS}, [
+        (j.id, j.state, j.attempts, j.error) for j in jobs if j.state is not JobState.SUCCEEDED
+    ]
     for job in jobs:
         assert [e.epoch for e in store.epochs(job.id)] == [1, 2], job  # every epoch stored once
         assert Path(job.model_path or "").is_file()

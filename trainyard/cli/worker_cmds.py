@@ -21,7 +21,15 @@ import click
 
 from trainyard import defaults
 from trainyard.db.records import JobRecord, JobState
-from trainyard.display import format_mse, format_mse_map, progress_bar, styled_state
+from trainyard.display import (
+    final_cell,
+    format_headlines,
+    format_mse,
+    format_mse_map,
+    only_mse,
+    progress_bar,
+    styled_state,
+)
 
 
 def _settings() -> Any:
@@ -353,7 +361,8 @@ def progress_table(jobs: Sequence[JobRecord], now: datetime, width: int, *, prob
     from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("JOB", "NAME", "STATE", "EPOCHS", "", "VAL MSE"):
+    mse = only_mse(jobs)
+    for column in ("JOB", "NAME", "STATE", "EPOCHS", "", "VAL MSE" if mse else "VAL"):
         table.add_column(column)
     for job in jobs:
         table.add_row(
@@ -362,7 +371,7 @@ def progress_table(jobs: Sequence[JobRecord], now: datetime, width: int, *, prob
             styled_state(job.state),
             job.progress,
             progress_bar(job.epochs_done, job.epochs_total, 20),
-            format_mse_map(job.val_mse),
+            format_mse_map(job.val_mse) if mse else format_headlines(job.val_metrics),
         )
     if problem:
         return Group(Text(f"⚠ {problem} (retrying)", style="bold red"), table)
@@ -379,8 +388,8 @@ def summary_table(jobs: Sequence[JobRecord]) -> Any:
         ("NAME", "left"),
         ("STATE", "left"),
         ("OUTPUT", "left"),
-        ("VAL MSE", "right"),
-        ("TEST MSE", "right"),
+        ("VAL MSE" if only_mse(jobs) else "VAL", "right"),
+        ("TEST MSE" if only_mse(jobs) else "TEST", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for job in jobs:
@@ -392,8 +401,8 @@ def summary_table(jobs: Sequence[JobRecord]) -> Any:
                 job.name if first else "",
                 styled_state(job.state) if first else "",
                 output,
-                format_mse(job.val_mse.get(output)),
-                format_mse(job.test_mse.get(output)),
+                final_cell(job.val_metrics.get(output), job.val_mse.get(output)),
+                final_cell(job.test_metrics.get(output), job.test_mse.get(output)),
             )
         if job.error and job.state is not JobState.SUCCEEDED:
             table.add_row("", "", "", f"[red]{job.error}[/]", "", "")

@@ -24,7 +24,15 @@ from trainyard.dashboard.snapshot import (
     seconds_between,
 )
 from trainyard.db.records import JobRecord, JobState, WorkerRecord, WorkerState
-from trainyard.display import STATE_STYLE, format_duration, format_mse, progress_bar
+from trainyard.display import (
+    STATE_STYLE,
+    final_cell,
+    format_duration,
+    format_mse,
+    headline_cell,
+    only_mse,
+    progress_bar,
+)
 
 #: Below this many columns the running and finished jobs are stacked instead of tabulated.
 NARROW_WIDTH = 120
@@ -229,7 +237,7 @@ def _running(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
     table.add_column("Elapsed", no_wrap=True, justify="right")
     table.add_column("ETA", no_wrap=True, justify="right")
     table.add_column("Output", overflow="ellipsis", no_wrap=True, min_width=6)
-    table.add_column("val MSE", no_wrap=True, justify="right")
+    table.add_column(_val_header(snapshot.running), no_wrap=True, justify="right")
     table.add_column("best", no_wrap=True, justify="right")
     table.add_column("trend", no_wrap=True, width=spark_width)
     for running in snapshot.running:
@@ -243,9 +251,9 @@ def _running(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
             format_duration(elapsed),
             format_duration(running.eta_seconds(now)),
             "\n".join(names),
-            "\n".join(format_mse(running.latest_val_mse(n)) for n in names),
-            "\n".join(format_mse(running.best_val_mse(n)) for n in names),
-            Text("\n".join(sparkline(running.val_mse_curve(n), spark_width) for n in names), style="cyan"),
+            "\n".join(headline_cell(running.headline(n), running.latest_headline(n)) for n in names),
+            "\n".join(headline_cell(running.headline(n), running.best_headline(n)) for n in names),
+            Text("\n".join(sparkline(running.headline_curve(n), spark_width) for n in names), style="cyan"),
         )
     return table
 
@@ -272,23 +280,34 @@ def _running_stacked(snapshot: Snapshot, now: datetime, width: int, caption: str
             parts.append(progress_bar(running.epochs_done, total, bar_width))
         outputs = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
         outputs.add_column("  output", overflow="ellipsis", no_wrap=True, min_width=6)
-        outputs.add_column("val MSE", no_wrap=True, justify="right")
+        outputs.add_column(_val_header([running]), no_wrap=True, justify="right")
         outputs.add_column("best", no_wrap=True, justify="right")
         if spark_width:
             outputs.add_column("trend", no_wrap=True, width=spark_width)
         for name in running.output_names or ["–"]:
             row: list[RenderableType] = [
                 f"  {name}",
-                format_mse(running.latest_val_mse(name)),
-                format_mse(running.best_val_mse(name)),
+                headline_cell(running.headline(name), running.latest_headline(name)),
+                headline_cell(running.headline(name), running.best_headline(name)),
             ]
             if spark_width:
-                row.append(Text(sparkline(running.val_mse_curve(name), spark_width), style="cyan"))
+                row.append(Text(sparkline(running.headline_curve(name), spark_width), style="cyan"))
             outputs.add_row(*row)
         parts.append(outputs)
     if caption:
         parts.append(Text(caption, style="dim"))
     return Group(*parts)
+
+
+def _val_header(running: Sequence[RunningJob]) -> str:
+    """``val MSE`` while every output shown is a regression; ``val`` (each cell naming its metric) else."""
+    names = {r.headline(n) for r in running for n in r.output_names}
+    return "val MSE" if names <= {"mse"} else "val"
+
+
+def _final_header(jobs: Sequence[JobRecord]) -> str:
+    """`` MSE`` while every finished output shown is a regression, else nothing (the cells name it)."""
+    return " MSE" if only_mse(jobs) else ""
 
 
 def _error_line(job: JobRecord, limit: int) -> str | None:
@@ -312,8 +331,9 @@ def _recent(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
     table.add_column("Finished", no_wrap=True, justify="right")
     table.add_column("Duration", no_wrap=True, justify="right")
     table.add_column("Output", overflow="ellipsis", no_wrap=True, min_width=6)
-    table.add_column("val MSE", no_wrap=True, justify="right")
-    table.add_column("test MSE", no_wrap=True, justify="right")
+    metric = _final_header(snapshot.recent)
+    table.add_column(f"val{metric}", no_wrap=True, justify="right")
+    table.add_column(f"test{metric}", no_wrap=True, justify="right")
     for job in snapshot.recent:
         names = job.output_names or ["–"]
         label = Text(_job_label(job))
@@ -326,8 +346,8 @@ def _recent(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
             _ago(job.finished_at, now),
             format_duration(job_duration(job)),
             "\n".join(names),
-            "\n".join(format_mse(job.val_mse.get(n)) for n in names),
-            "\n".join(format_mse(job.test_mse.get(n)) for n in names),
+            "\n".join(final_cell(job.val_metrics.get(n), job.val_mse.get(n)) for n in names),
+            "\n".join(final_cell(job.test_metrics.get(n), job.test_mse.get(n)) for n in names),
         )
     return table
 
@@ -348,9 +368,14 @@ def _recent_stacked(snapshot: Snapshot, now: datetime, width: int) -> Renderable
         if names:
             outputs = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
             outputs.add_column("  output", overflow="ellipsis", no_wrap=True, min_width=6)
-            outputs.add_column("val MSE", no_wrap=True, justify="right")
-            outputs.add_column("test MSE", no_wrap=True, justify="right")
+            metric = _final_header([job])
+            outputs.add_column(f"val{metric}", no_wrap=True, justify="right")
+            outputs.add_column(f"test{metric}", no_wrap=True, justify="right")
             for name in names:
-                outputs.add_row(f"  {name}", format_mse(job.val_mse.get(name)), format_mse(job.test_mse.get(name)))
+                outputs.add_row(
+                    f"  {name}",
+                    final_cell(job.val_metrics.get(name), job.val_mse.get(name)),
+                    final_cell(job.test_metrics.get(name), job.test_mse.get(name)),
+                )
             parts.append(outputs)
     return Group(*parts)

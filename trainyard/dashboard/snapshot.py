@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from trainyard import defaults
+from trainyard import defaults, metrics
 from trainyard.config import redact_url
 from trainyard.db.queries import SweepRows, open_existing, read_dashboard
 from trainyard.db.records import (
@@ -28,6 +28,7 @@ from trainyard.db.records import (
     utcnow,
 )
 from trainyard.db.store import Store
+from trainyard.display import headline_name
 
 
 def seconds_between(earlier: datetime, later: datetime) -> float:
@@ -74,6 +75,36 @@ class RunningJob:
         if values:
             return min(values)
         latest = self.latest_val_mse(output)
+        return latest if latest is not None and math.isfinite(latest) else None
+
+    def headline(self, output: str) -> str:
+        """The headline validation metric ``output`` reports (``mse`` for a regression, ``log_loss`` for a
+        binary or category output), as its latest epoch names it."""
+        for record in reversed(self.epochs):
+            name = headline_name(record.val_metrics.get(output, {}))
+            if name is not None:
+                return name
+        return headline_name(self.job.val_metrics.get(output, {})) or "mse"
+
+    def headline_curve(self, output: str) -> list[float | None]:
+        """The headline validation metric of ``output`` epoch after epoch (the MSE curve for a regression)."""
+        name = self.headline(output)
+        return [_number_or_none(record.val_metrics.get(output, {}).get(name)) for record in self.epochs]
+
+    def latest_headline(self, output: str) -> float | None:
+        """The last measured headline validation metric of ``output``."""
+        for value in reversed(self.headline_curve(output)):
+            if value is not None:
+                return value
+        return _number_or_none(self.job.val_metrics.get(output, {}).get(self.headline(output)))
+
+    def best_headline(self, output: str) -> float | None:
+        """The best finite headline validation metric of ``output`` so far (lowest, or highest where
+        higher is better)."""
+        values = [v for v in self.headline_curve(output) if v is not None and math.isfinite(v)]
+        if values:
+            return max(values) if metrics.metric(self.headline(output)).higher_is_better else min(values)
+        latest = self.latest_headline(output)
         return latest if latest is not None and math.isfinite(latest) else None
 
     @property
@@ -239,6 +270,9 @@ class Snapshot:
                                 "val_mse": r.latest_val_mse(name),
                                 "best_val_mse": r.best_val_mse(name),
                                 "val_mse_by_epoch": r.val_mse_curve(name),
+                                "headline": r.headline(name),
+                                "val_headline": r.latest_headline(name),
+                                "best_val_headline": r.best_headline(name),
                             }
                             for name in r.output_names
                         },
