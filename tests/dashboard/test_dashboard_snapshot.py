@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -111,7 +112,8 @@ def test_the_frame_shows_the_mse_values_stored_for_every_output(store: Store, bu
     assert "TrainingError: epoch 2: loss is nan" in lines[row + 1]  # the error's last line, under its job
 
     gamma = next(line for line in lines if "gamma" in line)
-    assert "lost" in gamma and "2m00s ago" in gamma
+    # two minutes since its heartbeat, plus the seconds this test took to get here on a loaded machine
+    assert "lost" in gamma and re.search(r"\b2m0\ds ago", gamma), gamma
     alpha = next(line for line in lines if line.strip().startswith("alpha"))
     assert "busy" in alpha and f"#{running.id}" in alpha and "lost" not in alpha
 
