@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.errors import DataError, Problem, TrainyardError
-from trainyard.specs.targets import MODEL_INFO_ENTRY
 
 if TYPE_CHECKING:
     import keras
@@ -211,6 +210,8 @@ def _read_record(path: Path) -> dict[str, Any] | None:
     """The raw ``trainyard.json`` of a ``.keras`` file (:class:`~trainyard.specs.targets.ModelInfo`'s
     ``inputs``, ``outputs``, ``csv``), None without it; unlike ``read_model_info`` it tells a missing
     file and a file that is no archive apart."""
+    from trainyard.specs.targets import MODEL_INFO_ENTRY  # the specs (and NumPy) load when a model is read
+
     try:
         with zipfile.ZipFile(path) as archive:
             if MODEL_INFO_ENTRY not in archive.namelist():

@@ -15,13 +15,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainyard import defaults, metrics
 from trainyard.errors import Problem, SpecError
-from trainyard.specs.schema import Tag
 
 #: Most trials one sweep may ask for, and most points of a grid.
 MAX_TRIALS = 10_000
@@ -37,6 +36,18 @@ MAX_MODEL_CHECKS = 32
 FLOAT_DIGITS = 7
 
 Scalar = bool | int | float | str | None
+
+
+def _check_tag(tag: str) -> str:
+    from trainyard.specs.schema import tag_problem  # the specs load when a sweep file is read, not on import
+
+    problem = tag_problem(tag)
+    if problem:
+        raise ValueError(problem)
+    return tag
+
+
+_Tag = Annotated[str, Field(strict=True), AfterValidator(_check_tag)]
 
 
 class _Model(BaseModel):
@@ -161,7 +172,7 @@ class SweepFile(_Model):
     parameters: dict[str, ParameterSpec] = Field(min_length=1, max_length=MAX_PARAMETERS)
     prune: PruneSpec | None = None
     #: Labels every trial carries (with the base spec's own ``tags``): ``jobs --tag``, ``compare --tag``.
-    tags: list[Tag] = Field(default_factory=list, max_length=defaults.MAX_TAGS)
+    tags: list[_Tag] = Field(default_factory=list, max_length=defaults.MAX_TAGS)
 
     @field_validator("prune", mode="before")
     @classmethod
