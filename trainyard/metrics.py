@@ -166,3 +166,14 @@ def _auc(truth: np.ndarray, score: np.ndarray, w: np.ndarray) -> float | None:
     neg = np.bincount(group, weights=np.where(truth, 0.0, w), minlength=len(distinct))
     below = np.cumsum(neg) - neg  # negative weight scoring strictly lower than each group
     return float(np.sum(pos * (below + 0.5 * neg)) / (positive * negative))
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number, else None (a stored NaN, a string, nothing)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -127,7 +127,7 @@ class Comparison:
                     "duration_seconds": _rounded(row.duration),
                     "finished_at": isoformat(row.job.finished_at),
                     "fields": {path: row.fields.get(path) for path in self.fields},
-                    "metrics": {c.key: _finite(row.values.get(c.key)) for c in self.columns},
+                    "metrics": {c.key: _metrics.finite(row.values.get(c.key)) for c in self.columns},
                     "best": [c.key for c in self.columns if self.best.get(c.key) == row.job.id],
                 }
                 for row in self.rows
@@ -259,17 +259,7 @@ def _value(job: JobRecord, column: MetricColumn) -> float | None:
     value = found.get(column.metric)
     if value is None and column.metric == "mse":
         value = (job.val_mse if column.split == "val" else job.test_mse).get(column.output)
-    return _finite(value)
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    return _metrics.finite(value)
 
 
 def _rounded(value: float | None) -> float | None:

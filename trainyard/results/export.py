@@ -32,6 +32,7 @@ from typing import Any
 from trainyard.db import EpochRecord, JobRecord, Store
 from trainyard.db.records import metrics_of
 from trainyard.errors import TrainyardError
+from trainyard.metrics import finite
 from trainyard.results.compare import compare, flatten
 
 CSV_HEADER = ("job", "epoch", "output", "metric", "value")
@@ -44,9 +45,9 @@ def epoch_values(epoch: EpochRecord) -> Iterator[tuple[str, str, float | None]]:
     yield "", "val_loss", epoch.val_loss
     for output, values in epoch.outputs.items():
         if "loss" in values:
-            yield output, "loss", _number(values.get("loss"))
+            yield output, "loss", finite(values.get("loss"))
         for metric, value in metrics_of(values).items():
-            yield output, f"val_{metric}", _number(value)
+            yield output, f"val_{metric}", finite(value)
 
 
 def write_csv(store: Store, jobs: Sequence[JobRecord], out: str | os.PathLike[str]) -> int:
@@ -213,16 +214,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     return str(value)
-
-
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _unlink(path: Path) -> None:

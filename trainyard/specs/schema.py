@@ -81,14 +81,14 @@ def tag_problem(tag: object) -> str | None:
     return None
 
 
-def _check_tag(tag: str) -> str:
+def check_tag(tag: str) -> str:
     problem = tag_problem(tag)
     if problem:
         raise ValueError(problem)
     return tag
 
 
-Tag = Annotated[str, Field(strict=True), AfterValidator(_check_tag)]
+Tag = Annotated[str, Field(strict=True), AfterValidator(check_tag)]
 
 
 class _Model(BaseModel):

@@ -39,12 +39,9 @@ Scalar = bool | int | float | str | None
 
 
 def _check_tag(tag: str) -> str:
-    from trainyard.specs.schema import tag_problem  # the specs load when a sweep file is read, not on import
+    from trainyard.specs.schema import check_tag  # the specs load when a sweep file is read, not on import
 
-    problem = tag_problem(tag)
-    if problem:
-        raise ValueError(problem)
-    return tag
+    return check_tag(tag)
 
 
 _Tag = Annotated[str, Field(strict=True), AfterValidator(_check_tag)]
