@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from worker_fixtures import article_spec
 
-from trainyard.specs import build_model, load_spec, validate_spec
+from trainyard.specs import build_model, load_data, load_spec, validate_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -134,3 +134,12 @@ def test_the_classification_examples_validate_on_their_builtin_tables(filename: 
     summary = validate_spec(spec)
     [(name, out)] = spec.outputs.items()
     assert summary.outputs[name] == (3 if out.type == "category" else 1)
+
+
+def test_the_claims_example_takes_its_table_as_it_is_text_categories_and_missing_values() -> None:
+    spec = load_spec(SPECS / "examples" / "claims.yaml")
+    assert spec.inputs["area"].is_category and spec.data.weight == "exposure"
+    data = load_data(spec)
+    assert data.train.x["area"].dtype.kind in "OUS"  # raw text columns, encoded inside the model
+    summary = validate_spec(spec)
+    assert summary.outputs["frequency"] == 1
