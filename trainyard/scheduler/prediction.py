@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.errors import DataError, Problem, TrainyardError
+from trainyard.specs.limits import Limits, recursion_room
 
 if TYPE_CHECKING:
     import keras
@@ -171,6 +172,7 @@ def _predictor(
 
     if not path.is_file():
         raise PredictionError(f"{source}: model file not found: {str(path)!r}")
+    recursion_room(Limits.from_env().max_depth)  # Keras loads a model by recursing over its graph
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises ValueError/TypeError/OSError for files it refuses

@@ -22,7 +22,7 @@ from trainyard.errors import Problem, SpecError
 from trainyard.specs.data import input_stats, target_labels
 from trainyard.specs.features import InputStats, input_dtype, layer_names, preprocess
 from trainyard.specs.graph import build_order
-from trainyard.specs.limits import Limits, human_bytes, shown
+from trainyard.specs.limits import Limits, human_bytes, recursion_room, shown
 from trainyard.specs.schema import JobSpec, OutputSpec, did_you_mean
 
 if TYPE_CHECKING:
@@ -224,6 +224,7 @@ def build_model(
         params = _count(head, params, f"outputs.{name}", "the Dense head", limits, problems)
     if problems:
         raise SpecError(problems)
+    recursion_room(limits.max_depth)
     return keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name.replace(".", "_").replace("-", "_"))
 
 
@@ -262,6 +263,7 @@ def prediction_model(
             mean=mean, variance=variance, invert=True, name=f"{name}_denormalization"
         )
         outputs[name] = denormalize(outputs[name])
+    recursion_room(Limits.from_env().max_depth)
     return keras.Model(inputs=model.input, outputs=outputs, name=model.name)
 
 

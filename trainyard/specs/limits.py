@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import reprlib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +157,25 @@ def scan_yaml(text: str, limits: Limits | None = None, *, prefix: str = "") -> N
         raise SpecError(
             Problem(prefix, limits.exceeded("max_bytes", f"{len(text.encode('utf-8', 'replace')):,} bytes"))
         )
+    try:
+        _scan_events(yaml.parse(text, Loader=_FAST_LOADER), limits, prefix)
+    except yaml.YAMLError as exc:
+        if _FAST_LOADER is yaml.SafeLoader or "maximum nesting depth" not in str(exc):
+            raise
+        # libyaml 0.2.6 (PyYAML 6.0.4's wheels) stops at 1,000 levels while scanning ahead, before
+        # it yields the events that would show where our own, lower limit is crossed. PyYAML's own
+        # parser has no such cap and looks at most 1,024 characters ahead: scan the text again
+        # with it, so the problem names its path (the text is at most max_bytes long).
+        _scan_events(yaml.parse(text, Loader=yaml.SafeLoader), limits, prefix)
+        raise
+
+
+#: libyaml's parser when PyYAML was built with it (about 10x faster), else PyYAML's own.
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _scan_events(events: Any, limits: Limits, prefix: str) -> None:
+    """The body of :func:`scan_yaml`: walk the parser's ``events``, raising at the first limit crossed."""
     stack: list[_Frame] = []
     anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, nesting) of the node it names
     count = 0
@@ -174,7 +194,7 @@ def scan_yaml(text: str, limits: Limits | None = None, *, prefix: str = "") -> N
         else:
             parent.index += 1
 
-    for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    for event in events:
         if isinstance(event, yaml.ScalarEvent):
             count += 1
             value = event.value
@@ -305,6 +325,24 @@ def check_document(doc: Any, limits: Limits | None = None, *, prefix: str = "") 
             if not INT_MIN <= value <= INT_MAX and len(problems) < _MAX_RANGE_PROBLEMS:
                 problems.append(Problem(_join(prefix, path), out_of_range(value)))
     return problems
+
+
+def recursion_room(depth: int) -> None:
+    """Let Python recurse deep enough for Keras to walk a graph ``depth`` layers deep.
+
+    Keras builds a functional model and loads a saved one by recursing over its graph, about one
+    Python frame per layer, so a chain of :data:`~trainyard.defaults.SPEC_MAX_DEPTH` layers needs
+    more than Python's default limit of 1,000 frames. The limit is raised for the whole process and
+    never lowered (another thread may be inside Keras); frames of Python code cost no C stack.
+    """
+    frames = 0
+    frame = sys._getframe()
+    while frame is not None:
+        frames += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    needed = frames + 2 * depth + 500
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
 
 
 def human_bytes(count: int) -> str:
