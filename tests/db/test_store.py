@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from trainyard import defaults
 from trainyard.db import JobState, LeaseLost, Store, Submission, WorkerState, spec_hash, utcnow
 from trainyard.errors import InvalidTransition, JobNotFound, StoreError, StoreUnavailable
 
@@ -687,11 +688,12 @@ def test_sqlite_is_set_up_for_several_processes(tmp_path) -> None:  # type: igno
     with engines_for(url).read.connect() as conn:
         pragma = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-            for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            for name in ("journal_mode", "foreign_keys", "busy_timeout", "cache_size")
         }
     assert pragma["journal_mode"] == "wal"
     assert pragma["foreign_keys"] == 1
     assert pragma["busy_timeout"] >= 15000
+    assert pragma["cache_size"] == -defaults.SQLITE_CACHE_KIB  # KiB; SQLite's own default is -2000
 
 
 def test_foreign_keys_are_enforced(store: Store, db_url: str) -> None:

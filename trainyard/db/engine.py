@@ -142,6 +142,7 @@ def _create_sqlite(url: str, parsed: sa.engine.URL) -> Engines:
             cursor.execute("PRAGMA foreign_keys = ON")
             _enable_wal(cursor, busy)
             cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, much faster
+            cursor.execute(f"PRAGMA cache_size = -{int(defaults.SQLITE_CACHE_KIB)}")  # negative: KiB, not pages
         finally:
             cursor.close()
 

@@ -402,21 +402,24 @@ class Store:
         return [records[job_id] for job_id in ids]
 
     def epochs_of(self, job_ids: Sequence[int], chunk: int = 200) -> Iterator[EpochRecord]:
-        """The recorded epochs of the given jobs, by job id then epoch, read ``chunk`` jobs at a time
-        (so an export of many jobs holds one chunk's epochs in memory, not all of them)."""
+        """The recorded epochs of the given jobs, by job id then epoch: one query per ``chunk`` jobs,
+        its rows streamed, so an export of many jobs holds a few hundred epochs in memory at a time."""
         ids = sorted(set(job_ids))
         columns = (EpochRow.job_id, EpochRow.epoch, EpochRow.loss, EpochRow.val_loss, EpochRow.outputs)
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
             with self._session() as session:
-                # plain rows, not ORM objects: an export reads hundreds of thousands of epochs
+                # Plain rows, not ORM objects, streamed rather than fetched as a list: an export reads
+                # hundreds of thousands of epochs, and rows kept alive for a whole chunk outlive the
+                # collector's young generations, so it walks the whole heap again and again.
                 rows = session.execute(
                     sa.select(*columns, EpochRow.recorded_at)
                     .where(EpochRow.job_id.in_(part))
                     .order_by(EpochRow.job_id, EpochRow.epoch)
-                ).all()
-            for job_id, epoch, loss, val_loss, outputs, recorded_at in rows:
-                yield EpochRecord(job_id, epoch, loss, val_loss, dict(outputs or {}), recorded_at)
+                    .execution_options(yield_per=100)
+                )
+                for job_id, epoch, loss, val_loss, outputs, recorded_at in rows:
+                    yield EpochRecord(job_id, epoch, loss, val_loss, dict(outputs or {}), recorded_at)
 
     def record_lineage(self, job_id: int, owner: str, lineage: Mapping[str, Any]) -> None:
         """Record what the worker training the job runs on (versions, host, devices, strategy).

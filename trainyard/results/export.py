@@ -1,7 +1,7 @@
 """The stored epochs of jobs, in the tools people already use: TensorBoard event files and a tidy CSV.
 
-Both read the epochs from the store a chunk of jobs at a time (:meth:`Store.epochs_of`) and write
-as they read, so an export of many jobs holds one chunk in memory. Neither imports TensorFlow: the
+Both stream the epochs from the store (:meth:`Store.epochs_of`) and write as they read, so an
+export of many jobs holds a few hundred epochs in memory at a time. Neither imports TensorFlow: the
 event files are written with TensorBoard's own writer and protocol buffers.
 
 **TensorBoard** (``export --tensorboard DIR``): one run folder per job, ``DIR/<id>-<name>``, with one
