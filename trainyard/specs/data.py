@@ -265,14 +265,9 @@ def _check_columns(spec: JobSpec, frame: pd.DataFrame, where: str, is_csv: bool)
 
 def _label_column_problem(frame: pd.DataFrame, col: str, available: list[str], kind: str, is_csv: bool) -> str | None:
     """What is wrong with a classification target column: unknown, missing values, not two labels."""
-    import pandas as pd
-
-    if col not in frame.columns:
-        hint = did_you_mean(col, available) or f" (available: {', '.join(available)})"
-        return f"unknown column {col!r}{hint}"
-    series = frame[col]
-    if isinstance(series, pd.DataFrame):
-        return f"column {col!r} appears more than once"
+    series = _one_column(frame, col, available)
+    if isinstance(series, str):
+        return series
     missing = series.isna().to_numpy()
     if missing.any():
         return f"column {col!r} has {int(missing.sum())} missing value(s) ({_rows(missing, is_csv)}); a target needs a label on every row"
@@ -370,7 +365,8 @@ def _labels(spec: JobSpec, parts: dict[str, pd.DataFrame]) -> dict[str, list[Lab
     return out
 
 
-def _column_problem(frame: pd.DataFrame, col: str, available: list[str], is_csv: bool, kind: str) -> str | None:
+def _one_column(frame: pd.DataFrame, col: str, available: list[str]) -> pd.Series | str:
+    """The column ``col`` of ``frame``, or what is wrong: unknown (with a hint) or there more than once."""
     import pandas as pd
 
     if col not in frame.columns:
@@ -379,6 +375,15 @@ def _column_problem(frame: pd.DataFrame, col: str, available: list[str], is_csv:
     series = frame[col]
     if isinstance(series, pd.DataFrame):
         return f"column {col!r} appears more than once"
+    return series
+
+
+def _column_problem(frame: pd.DataFrame, col: str, available: list[str], is_csv: bool, kind: str) -> str | None:
+    import pandas as pd
+
+    series = _one_column(frame, col, available)
+    if isinstance(series, str):
+        return series
     if kind == "category":
         return None
     numeric = pd.to_numeric(series, errors="coerce") if not pd.api.types.is_numeric_dtype(series) else series
