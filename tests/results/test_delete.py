@@ -106,3 +106,78 @@ def test_delete_while_a_worker_trains_others_leaves_them_alone(
         assert record.state is JobState.SUCCEEDED, record.error
         assert [e.epoch for e in store.epochs(job.id)] == list(range(1, record.epochs_total + 1))
         assert Path(record.model_path).exists() and Path(record.model_path).with_name("model.json").exists()
+
+
+def trial_jobs(store: Store, settings: Settings, rates: tuple[float, ...]) -> tuple[int, list[int]]:
+    """A sweep with one succeeded trial per learning rate, each with its files; (sweep id, trial ids)."""
+    from trainyard.db import Submission
+
+    sweep, _ = store.save_sweep("lr", {"method": "grid"}, document(), {})
+    trials = []
+    for number, rate in enumerate(rates):
+        params = {"training.optimizer.learning_rate": rate}
+        doc = document(**{"training.optimizer.learning_rate": rate})
+        job = store.add_trial(sweep.id, number, params, f"key-{number}", Submission(spec=doc))
+        assert job is not None
+        claimed = store.claim_next("results-test/1")
+        assert claimed is not None and claimed.id == job.id
+        store.finish(job.id, "results-test/1", JobState.SUCCEEDED)
+        files_of(settings, job.id, 1000)
+        trials.append(job.id)
+    return sweep.id, trials
+
+
+def test_a_running_sweeps_trials_are_kept_until_the_whole_sweep_is_deleted(
+    store: Store, settings: Settings, play
+) -> None:
+    from trainyard.db import SweepState
+
+    sweep, trials = trial_jobs(store, settings, (0.1, 0.01))
+    other = play(store, document(), end=JobState.FAILED)
+
+    running = cli("delete", "--sweep", sweep)
+    assert running.exit_code == 2, running.output
+    assert f"sweep {sweep} (lr) is running: cancel it first (trainyard sweep cancel {sweep}); nothing deleted" in (
+        running.stderr
+    )
+    named = cli("delete", trials[0], other)
+    assert named.exit_code == 2, named.output
+    assert f"job {trials[0]} is trial 0 of sweep {sweep}" in named.stderr and "nothing deleted" in named.stderr
+    assert {job.id for job in store.list_jobs()} == {*trials, other}
+
+    by_age = cli("delete", "--older-than", "0s")  # the trials are left out, the other job goes
+    assert by_age.exit_code == 0, by_age.output
+    assert by_age.stdout.startswith(f"{other}\t") and "deleted 1 job(s)" in by_age.stderr
+    assert [job.id for job in store.sweep_jobs(sweep)] == trials
+
+    narrowed = cli("delete", "--sweep", sweep, "--state", "failed")
+    assert narrowed.exit_code == 2 and "cannot narrow it" in narrowed.stderr
+
+    assert store.set_sweep_state(sweep, SweepState.CANCELLED)
+    dry = cli("delete", "--sweep", sweep, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert [line.split("\t")[0] for line in dry.stdout.splitlines()] == [str(t) for t in trials]
+    assert f"would delete 2 job(s) and sweep {sweep} (lr) and free" in dry.stderr
+    assert store.get_sweep(sweep).state is SweepState.CANCELLED and len(store.sweep_jobs(sweep)) == 2
+
+    done = cli("delete", "--sweep", sweep)
+    assert done.exit_code == 0, done.output
+    assert "deleted 2 job(s)" in done.stderr and f"deleted sweep {sweep} (lr)" in done.stderr
+    assert store.list_jobs() == [] and store.list_sweeps() == []
+    assert not any(settings.job_dir(t).exists() for t in trials)
+    gone = cli("sweep", "show", sweep)
+    assert gone.exit_code == 2 and str(sweep) in gone.stderr and "Traceback" not in gone.output
+    unknown = cli("delete", "--sweep", 999)
+    assert unknown.exit_code == 2 and "999" in unknown.stderr and "Traceback" not in unknown.output
+
+
+def test_the_store_keeps_a_trial_whose_sweep_runs_again_between_choice_and_delete(store: Store, settings) -> None:
+    from trainyard.db import SweepState
+
+    sweep, trials = trial_jobs(store, settings, (0.1,))
+    assert store.set_sweep_state(sweep, SweepState.FINISHED)
+    assert store.delete_sweep(sweep) is False  # it still has its trial
+    assert store.set_sweep_state(sweep, SweepState.RUNNING, from_state=SweepState.FINISHED)  # extended meanwhile
+    assert store.delete_jobs(trials) == []
+    assert [job.id for job in store.sweep_jobs(sweep)] == trials
+    assert store.delete_sweep(sweep) is False

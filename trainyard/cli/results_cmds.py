@@ -112,39 +112,56 @@ def export(job_ids: tuple[str, ...], tag: str | None, tensorboard_dir: Path | No
 @click.option(
     "--older-than", "older_than", metavar="AGE", help="Only jobs that ended longer ago than AGE (30d, 12h, 90m)."
 )
+@click.option("--sweep", metavar="ID", help="Delete this sweep and all its trials (it must not be running).")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted and the disk it would free; delete nothing.")
-def delete(job_ids: tuple[str, ...], state: str | None, older_than: str | None, dry_run: bool) -> None:
-    """Delete finished jobs (named, or chosen by --state and --older-than) with their epochs, models and files.
+def delete(
+    job_ids: tuple[str, ...], state: str | None, older_than: str | None, sweep: str | None, dry_run: bool
+) -> None:
+    """Delete finished jobs (named, chosen by --state and --older-than, or a whole --sweep) with their
+    epochs, models and files.
 
-    A queued or running job is refused (cancel it first), and then nothing is deleted.
+    A queued or running job is refused (cancel it first), and then nothing is deleted. A trial of a
+    running sweep is kept: refused when named, left out by --state and --older-than.
     """
     _out_of_the_collectors_way()
     from trainyard.config import Settings
     from trainyard.display import format_bytes
+    from trainyard.errors import TrainyardError
     from trainyard.results import cleanup
     from trainyard.scheduler import operations
+    from trainyard.scheduler.sweeps import parse_sweep_id
 
     settings = Settings.from_env()
     store = operations.open_store(settings)
-    doomed = cleanup.choose(store, settings, job_ids, state=state, older_than=older_than)
-    if not doomed:
+    doomed = cleanup.choose(store, settings, job_ids, state=state, older_than=older_than, sweep=sweep)
+    swept = store.get_sweep(parse_sweep_id(sweep)) if sweep is not None else None
+    if not doomed and swept is None:
         click.echo("no job to delete", err=True)
         return
     if dry_run:
         for item in doomed:
             click.echo(f"{item.job.id}\t{item.job.name}\t{item.job.state}\t{format_bytes(item.disk_bytes)}")
         total = sum(item.disk_bytes for item in doomed)
+        also = f" and sweep {swept.id} ({swept.name})" if swept is not None else ""
         click.echo(
-            f"would delete {len(doomed)} job(s) and free {format_bytes(total)} (dry run: nothing deleted)", err=True
+            f"would delete {len(doomed)} job(s){also} and free {format_bytes(total)} (dry run: nothing deleted)",
+            err=True,
         )
         return
     deleted, kept = cleanup.delete(store, settings, doomed)
     for item in deleted:
         click.echo(f"{item.job.id}\t{item.job.name}\tdeleted\t{format_bytes(item.disk_bytes)}")
     for job_id in kept:
-        click.echo(f"job {job_id} was not deleted: it was queued again meanwhile", err=True)
+        click.echo(f"job {job_id} was not deleted: it was queued again, or its sweep runs again, meanwhile", err=True)
     total = sum(item.disk_bytes for item in deleted)
     click.echo(f"deleted {len(deleted)} job(s), freed {format_bytes(total)}", err=True)
+    if swept is not None:
+        if store.delete_sweep(swept.id):
+            click.echo(f"deleted sweep {swept.id} ({swept.name})", err=True)
+        else:
+            raise TrainyardError(
+                f"sweep {swept.id} ({swept.name}) was not deleted: it runs again or has new trials; nothing more deleted"
+            )
 
 
 COMMANDS: list[click.Command] = [compare, export, delete]

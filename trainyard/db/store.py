@@ -432,16 +432,21 @@ class Store:
     def delete_jobs(self, job_ids: Sequence[int]) -> list[JobRecord]:
         """Delete finished jobs with their epochs and tags (one transaction); returns those deleted.
 
-        A job that is not finished (queued, running, or retried since the caller looked) is left
-        alone and not returned. Spec documents no other job uses go with them.
+        A job that is not finished (queued, running, or retried since the caller looked), or is a
+        trial of a running sweep, is left alone and not returned. Spec documents no other job uses
+        go with them.
         """
         ids = sorted({job_id for job_id in job_ids if _in_range(job_id)})
         finished = JobState.finished_states()
+        running_sweeps = sa.select(SweepRow.id).where(SweepRow.state == SweepState.RUNNING)
+        deletable = sa.and_(
+            JobRow.state.in_(finished), sa.or_(JobRow.sweep_id.is_(None), JobRow.sweep_id.not_in(running_sweeps))
+        )
         deleted: list[JobRecord] = []
         with self._session(write=True) as session:
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
-                rows = list(session.scalars(sa.select(JobRow).where(JobRow.id.in_(part), JobRow.state.in_(finished))))
+                rows = list(session.scalars(sa.select(JobRow).where(JobRow.id.in_(part), deletable)))
                 if not rows:
                     continue
                 gone = [row.id for row in rows]
@@ -452,9 +457,7 @@ class Store:
                     sa.update(WorkerRow).where(WorkerRow.current_job_id.in_(gone)).values(current_job_id=None)
                 )
                 result = session.execute(
-                    sa.delete(JobRow)
-                    .where(JobRow.id.in_(gone), JobRow.state.in_(finished))
-                    .execution_options(synchronize_session=False)
+                    sa.delete(JobRow).where(JobRow.id.in_(gone), deletable).execution_options(synchronize_session=False)
                 )
                 if result.rowcount != len(gone):  # cannot happen inside one write transaction
                     raise StoreError(f"job store {self.name}: jobs changed while being deleted; nothing deleted")
@@ -652,6 +655,20 @@ class Store:
             if result.rowcount != 1 and session.get(SweepRow, sweep_id) is None:
                 raise SweepNotFound(sweep_id)
             return result.rowcount == 1
+
+    def delete_sweep(self, sweep_id: int) -> bool:
+        """Delete a sweep that is no longer running and has no trial left (delete its trials first,
+        with :meth:`delete_jobs`); True if this call deleted it. Raises :class:`SweepNotFound`."""
+        with self._session(write=True) as session:
+            row = session.get(SweepRow, sweep_id, with_for_update=True) if _in_range(sweep_id) else None
+            if row is None:
+                raise SweepNotFound(sweep_id)
+            if row.state is SweepState.RUNNING:
+                return False
+            if session.scalar(sa.select(JobRow.id).where(JobRow.sweep_id == sweep_id).limit(1)) is not None:
+                return False
+            session.delete(row)
+            return True
 
     def sweep_jobs(self, sweep_id: int) -> list[JobRecord]:
         """The trials of a sweep (jobs without their spec), by trial number."""

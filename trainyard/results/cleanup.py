@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trainyard.config import Settings
-from trainyard.db import JobRecord, JobState, Store, utcnow
+from trainyard.db import JobRecord, JobState, Store, SweepState, utcnow
 from trainyard.errors import TrainyardError
 
 
@@ -87,16 +87,35 @@ def choose(
     *,
     state: str | None = None,
     older_than: str | None = None,
+    sweep: Any = None,
     now: datetime | None = None,
 ) -> list[Doomed]:
     """The jobs ``delete`` would remove: those named (each must be finished: a queued or running one
     is a :class:`TrainyardError` naming it, and nothing is chosen), narrowed or found by ``state``
-    (a finished state) and ``older_than`` (ended longer ago than that: ``30d``)."""
+    (a finished state) and ``older_than`` (ended longer ago than that: ``30d``), and every trial of
+    ``sweep`` (a sweep id; it must not be running).
+
+    A trial of a running sweep is never chosen: its result is what the sweep's sampler learns from
+    and what keeps its point from being trained again. Named, it is refused; found by ``state`` or
+    ``older_than``, it is left out."""
     from trainyard.scheduler.operations import parse_job_id
+    from trainyard.scheduler.sweeps import parse_sweep_id
 
     ids = list(dict.fromkeys(parse_job_id(value) for value in job_ids))
-    if not ids and state is None and older_than is None:
-        raise TrainyardError("name the jobs: give job ids, or --state STATE and/or --older-than AGE")
+    if not ids and state is None and older_than is None and sweep is None:
+        raise TrainyardError("name the jobs: give job ids, --state STATE and/or --older-than AGE, or --sweep ID")
+    if sweep is not None and (state is not None or older_than is not None):
+        raise TrainyardError("--sweep deletes a whole sweep: --state and --older-than cannot narrow it")
+    running = {record.id for record in store.list_sweeps(SweepState.RUNNING)}
+    trials: list[JobRecord] = []
+    if sweep is not None:
+        record = store.get_sweep(parse_sweep_id(sweep))  # SweepNotFound names it
+        if record.state is SweepState.RUNNING:
+            raise TrainyardError(
+                f"sweep {record.id} ({record.name}) is running: cancel it first"
+                f" (trainyard sweep cancel {record.id}); nothing deleted"
+            )
+        trials = [job for job in store.sweep_jobs(record.id) if job.id not in ids]
     states = None
     if state is not None:
         try:
@@ -108,23 +127,30 @@ def choose(
             raise TrainyardError(f"--state {state}: only finished jobs can be deleted ({finished})")
         states = [chosen_state]
     cutoff = (now or utcnow()) - parse_age(older_than) if older_than is not None else None
-    if ids:
-        jobs = store.get_jobs(ids)
-        active = [job for job in jobs if not job.state.is_finished]
+    if ids or sweep is not None:
+        named = store.get_jobs(ids) if ids else []
+        active = [job for job in [*named, *trials] if not job.state.is_finished]
         if active:
             raise TrainyardError(
                 "only finished jobs can be deleted: "
                 + ", ".join(f"job {job.id} is {job.state}" for job in active)
                 + " (cancel it first: trainyard cancel ID); nothing deleted"
             )
+        guarded = [job for job in named if job.sweep_id in running]
+        if guarded:
+            raise TrainyardError(
+                "a trial of a running sweep is kept while the sweep runs: "
+                + ", ".join(f"job {job.id} is trial {job.trial} of sweep {job.sweep_id}" for job in guarded)
+                + " (delete the whole sweep when it ends: trainyard delete --sweep ID); nothing deleted"
+            )
         jobs = [
             job
-            for job in jobs
+            for job in named
             if (states is None or job.state in states)
             and (cutoff is None or (job.finished_at or job.updated_at) < cutoff)
-        ]
+        ] + trials
     else:
-        jobs = store.finished_jobs(states, finished_before=cutoff)
+        jobs = [job for job in store.finished_jobs(states, finished_before=cutoff) if job.sweep_id not in running]
     return [Doomed(job, disk_usage(settings, job.id)) for job in jobs]
 
 
