@@ -98,6 +98,28 @@ def test_the_same_sweep_and_seed_ask_for_the_same_trials(db_url: str, tmp_path: 
     assert len(runs[0]) == 14 and runs[0] == runs[1]  # TPE past its 10 random start-up trials too
 
 
+def test_tpe_is_multivariate_with_a_constant_liar_on_every_supported_optuna(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna 5 makes TPE multivariate with a constant liar by default, Optuna 4 (also supported)
+    neither: a sweep asks for both, so its trials do not depend on which one is installed."""
+    import optuna
+
+    made: list[dict] = []
+
+    class Recording(optuna.samplers.TPESampler):
+        def __init__(self, **kwargs: object) -> None:
+            made.append(kwargs)
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(optuna.samplers, "TPESampler", Recording)
+    tpe = RANDOM.replace("method: random", "method: tpe").replace("trials: 3", "trials: 12")
+    sweep_id = submit(store, sweep_file(tmp_path, tpe))
+    drain(store, sweep_id)
+    assert len(store.sweep_jobs(sweep_id)) == 12 and made
+    assert all(kwargs.get("multivariate") is True and kwargs.get("constant_liar") is True for kwargs in made)
+
+
 GRID = """\
 name: grid_sweep
 method: grid
