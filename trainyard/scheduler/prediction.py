@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.errors import DataError, Problem, TrainyardError
-from trainyard.specs.limits import Limits, recursion_room
 
 if TYPE_CHECKING:
     import keras
@@ -169,6 +168,8 @@ def _predictor(
     targets: Mapping[str, Sequence[str]] | None = None,
 ) -> Predictor:
     import keras
+
+    from trainyard.specs.limits import Limits, recursion_room
 
     if not path.is_file():
         raise PredictionError(f"{source}: model file not found: {str(path)!r}")
