@@ -340,7 +340,7 @@ def recursion_room(depth: int) -> None:
     while frame is not None:
         frames += 1
         frame = frame.f_back  # type: ignore[assignment]
-    needed = frames + 2 * depth + 500
+    needed = -(-(frames + 2 * depth + 500) // 1000) * 1000  # whole thousands: raised once, not at every call
     if sys.getrecursionlimit() < needed:
         sys.setrecursionlimit(needed)
 
