@@ -80,6 +80,12 @@ RUN_REFRESH_SECONDS = 0.5
 #: Jobs ``trainyard jobs`` shows unless ``--limit`` says otherwise (the newest ones).
 JOBS_LIST_LIMIT = 100
 
+#: Least seconds between two writes of a training's epochs to the store: the epochs that end in
+#: between go in one transaction (a backup, a pruning decision and the run's end write at once).
+#: One transaction costs as much as an epoch of a small model, and a writer thread busy every epoch
+#: slows the training thread down far more than its own CPU time (they share the GIL).
+EPOCH_WRITE_SECONDS = 0.5
+
 #: A training run is backed up at the end of an epoch once this many seconds have passed since its
 #: last backup (every epoch, for epochs longer than that); a crash loses at most this much training.
 BACKUP_INTERVAL_SECONDS = 1.0

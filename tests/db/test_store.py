@@ -191,6 +191,25 @@ def test_record_epoch_stores_an_epoch_once_and_tracks_progress(store: Store) -> 
     assert (job.epochs_done, job.epochs_total, job.val_mse) == (2, 3, {"price": 0.4})
 
 
+def test_record_epochs_stores_several_epochs_in_order_in_one_call(store: Store) -> None:
+    job_id = running(store, epochs=5)
+    store.record_epoch(job_id, "w1", epoch(1, val_mse=0.9))
+
+    # epoch 1 again (a replay) changes nothing; 2 to 4 are new, in order
+    stored = store.record_epochs(job_id, "w1", [epoch(1, val_mse=0.1), *(epoch(k, val_mse=1 / k) for k in (2, 3, 4))])
+
+    assert stored == 3
+    epochs = store.epochs(job_id)
+    assert [(e.epoch, e.val_mse) for e in epochs] == [(1, {"price": 0.9})] + [(k, {"price": 1 / k}) for k in (2, 3, 4)]
+    assert [e.id for e in epochs] == sorted(e.id for e in epochs)  # ids follow the epochs (sweeps rely on it)
+    job = store.get_job(job_id)
+    assert (job.epochs_done, job.val_mse) == (4, {"price": 0.25})
+    assert store.record_epochs(job_id, "w1", []) == 0
+    with pytest.raises(LeaseLost):
+        store.record_epochs(job_id, "w2", [epoch(5)])
+    assert store.get_job(job_id).epochs_done == 4
+
+
 def test_record_epoch_stores_non_finite_values_as_null(store: Store) -> None:
     job_id = running(store)
 

@@ -48,6 +48,47 @@ def test_every_epoch_is_stored_in_order_once_flushed(settings: Settings) -> None
     lease.stop()
 
 
+class CountingStore:
+    """The real store, counting the transactions that write epochs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.writes: list[int] = []  # epochs per write
+
+    def record_epochs(self, job_id: int, owner: str, epochs: Any) -> int:
+        self.writes.append(len(epochs))
+        return self.store.record_epochs(job_id, owner, epochs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_epochs_that_end_close_together_are_written_in_one_transaction(settings: Settings) -> None:
+    """A small model's epochs end every few milliseconds: writing each in its own transaction (and
+    thread wake-up) slowed its training by half. The first epoch is written at once (progress shows),
+    the next ones wait for the write interval or a flush, and a flush writes them all."""
+    store = Store.open(settings.db_url)
+    job_id = _claimed(store, 40)
+    lease = Lease(store, job_id, OWNER, 60, 30).start()
+    counting = CountingStore(store)
+    sink = StoreSink(counting, job_id, OWNER, lease, write_seconds=30.0)  # type: ignore[arg-type]
+    sink.on_epoch(_metrics(1))
+    deadline = time.monotonic() + 10
+    while not store.epochs(job_id) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [e.epoch for e in store.epochs(job_id)] == [1]
+    for epoch in range(2, 41):
+        sink.on_epoch(_metrics(epoch))
+    time.sleep(0.2)
+    assert [e.epoch for e in store.epochs(job_id)] == [1]  # waiting for the interval
+    sink.flush()
+    assert [e.epoch for e in store.epochs(job_id)] == list(range(1, 41))
+    assert counting.writes == [1, 39]
+    assert store.get_job(job_id).epochs_done == 40
+    sink.close()
+    lease.stop()
+
+
 def test_a_lease_taken_by_another_worker_stops_the_training(settings: Settings) -> None:
     store = Store.open(settings.db_url)
     job_id = _claimed(store, 5)
@@ -70,9 +111,9 @@ class SlowStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def record_epoch(self, *args: Any) -> bool:
+    def record_epochs(self, *args: Any) -> int:
         time.sleep(0.3)
-        return self.store.record_epoch(*args)
+        return self.store.record_epochs(*args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

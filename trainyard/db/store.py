@@ -814,20 +814,24 @@ class Store:
             self.retry_seconds,
         )
 
+    def record_epochs(self, job_id: int, owner: str, epochs: Sequence[Any]) -> int:
+        """Store several epochs in order in one transaction (each as :meth:`record_epoch` would);
+        returns how many were new. A worker writes the epochs of a small model this way: one
+        transaction costs as much as a whole epoch of it. Same errors and retries as
+        :meth:`record_epoch`; an empty sequence stores nothing and checks nothing."""
+        if not epochs:
+            return 0
+        return _retrying(
+            f"job {job_id}: recording {len(epochs)} epoch(s)",
+            lambda: self._record_epochs(job_id, owner, epochs),
+            self.retry_seconds,
+        )
+
     def _record_epoch(self, job_id: int, owner: str, metrics: Any) -> bool:
-        epoch = int(_field(metrics, "epoch"))
-        if epoch < 1:
-            raise StoreError(f"job {job_id}: epoch numbers start at 1, received {epoch}")
-        outputs: dict[str, dict[str, Any]] = {
-            str(name): _finite_tree(dict(values or {})) for name, values in (_field(metrics, "outputs") or {}).items()
-        }
-        for name, values in (_field(metrics, "val_metrics") or {}).items():
-            outputs.setdefault(str(name), {})["val_metrics"] = _finite_tree(dict(values))
-        for values in outputs.values():
-            if "val_mse" in values and "val_metrics" not in values:
-                values["val_metrics"] = {"mse": values["val_mse"]}
-            elif "val_mse" not in values and "mse" in values.get("val_metrics", {}):
-                values["val_mse"] = values["val_metrics"]["mse"]
+        return self._record_epochs(job_id, owner, [metrics]) == 1
+
+    def _record_epochs(self, job_id: int, owner: str, epochs: Sequence[Any]) -> int:
+        rows = [_epoch_values(job_id, metrics) for metrics in epochs]
         now = utcnow()
         with self._session(write=True) as session:
             job = self._owned(session, job_id, owner)
@@ -836,23 +840,24 @@ class Store:
                 # then follow the order they are committed in, which the sweep's pruning decisions
                 # rely on (an epoch with a smaller id was visible to whoever stored a larger one).
                 session.execute(sa.select(SweepRow.id).where(SweepRow.id == job.sweep_id).with_for_update())
-            inserted = (
-                session.execute(
-                    self._insert(EpochRow)
-                    .values(
-                        job_id=job_id,
-                        epoch=epoch,
-                        loss=_finite(_field(metrics, "loss")),
-                        val_loss=_finite(_field(metrics, "val_loss")),
-                        outputs=outputs,
-                        recorded_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["job_id", "epoch"])
-                    .returning(EpochRow.id)
-                ).first()
-                is not None
-            )
-            if inserted and epoch >= job.epochs_done:
+            newest: tuple[int, dict[str, dict[str, Any]]] | None = None
+            stored = 0
+            for epoch, values in rows:  # one INSERT each, in order: the ids follow the epochs
+                inserted = (
+                    session.execute(
+                        self._insert(EpochRow)
+                        .values(job_id=job_id, epoch=epoch, recorded_at=now, **values)
+                        .on_conflict_do_nothing(index_elements=["job_id", "epoch"])
+                        .returning(EpochRow.id)
+                    ).first()
+                    is not None
+                )
+                if inserted:
+                    stored += 1
+                    if epoch >= max(job.epochs_done, newest[0] if newest else 0):
+                        newest = (epoch, values["outputs"])
+            if newest is not None:
+                epoch, outputs = newest
                 session.execute(
                     sa.update(JobRow)
                     .where(JobRow.id == job_id)
@@ -864,7 +869,7 @@ class Store:
                     )
                     .execution_options(synchronize_session=False)
                 )
-            return inserted
+            return stored
 
     def finish(
         self,
@@ -1091,6 +1096,29 @@ class Store:
     def _raise_lost(self, session: Session, job_id: int, owner: str) -> None:
         job = self._job_in(session, job_id)
         raise LeaseLost(job_id, owner, job.state, job.lease_owner)
+
+
+def _epoch_values(job_id: int, metrics: Any) -> tuple[int, dict[str, Any]]:
+    """One epoch's number and the columns of its row (non-finite values as null, each output's
+    ``val_mse`` and ``val_metrics`` kept consistent)."""
+    epoch = int(_field(metrics, "epoch"))
+    if epoch < 1:
+        raise StoreError(f"job {job_id}: epoch numbers start at 1, received {epoch}")
+    outputs: dict[str, dict[str, Any]] = {
+        str(name): _finite_tree(dict(values or {})) for name, values in (_field(metrics, "outputs") or {}).items()
+    }
+    for name, values in (_field(metrics, "val_metrics") or {}).items():
+        outputs.setdefault(str(name), {})["val_metrics"] = _finite_tree(dict(values))
+    for values in outputs.values():
+        if "val_mse" in values and "val_metrics" not in values:
+            values["val_metrics"] = {"mse": values["val_mse"]}
+        elif "val_mse" not in values and "mse" in values.get("val_metrics", {}):
+            values["val_mse"] = values["val_metrics"]["mse"]
+    return epoch, {
+        "loss": _finite(_field(metrics, "loss")),
+        "val_loss": _finite(_field(metrics, "val_loss")),
+        "outputs": outputs,
+    }
 
 
 def _new_job(

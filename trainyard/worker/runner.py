@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import math
 import os
 import queue
 import shutil
@@ -35,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+from trainyard import defaults
 from trainyard.config import Settings
 from trainyard.db import JobRecord, JobState, LeaseLost, Store
 from trainyard.db.records import make_owner
@@ -67,11 +69,15 @@ def backup_dir(settings: Settings, job_id: int) -> Path:
 class StoreSink(BaseSink):
     """The training core's sink: epochs to the store, and the stop signal at each batch boundary.
 
-    Epochs are written by a thread of their own, in order, while the next epoch trains: a store
-    transaction costs as much as a whole epoch of a small model. The training core calls
-    :meth:`flush` before each backup and when it ends, so the store never lags behind a backup
-    and every epoch is stored before the job's end is. A store error in the writer is raised by
-    the next ``on_epoch`` or ``flush``; a lost lease marks the lease lost (training then stops).
+    Epochs are written by a thread of their own, in order, while the next epochs train, at most
+    every ``write_seconds`` (:data:`~trainyard.defaults.EPOCH_WRITE_SECONDS`): the epochs that end
+    in between go in one transaction. A store transaction costs as much as a whole epoch of a
+    small model, and a writer thread busy after every epoch slowed such a training by half (the
+    training thread waits for the GIL each time it comes back from TensorFlow). The training core
+    calls :meth:`flush` before each backup and when it ends, and a pruning decision flushes
+    first, so the store never lags behind a backup or a decision and every epoch is stored before
+    the job's end is. A store error in the writer is raised by the next ``on_epoch`` or
+    ``flush``; a lost lease marks the lease lost (training then stops).
     """
 
     store: Store
@@ -83,7 +89,9 @@ class StoreSink(BaseSink):
     pruning: Any = None  # callable (epoch) -> reason or None, for a sweep's trial with a pruner
     last_epoch: int = 0  # the job's epochs_total: no pruning decision after it
     pruned: tuple[int, str] | None = None  # (epoch, reason) once the pruner stopped the trial
+    write_seconds: float = defaults.EPOCH_WRITE_SECONDS
     _pending: queue.Queue[Any] = field(default_factory=queue.Queue, init=False, repr=False)
+    _now: threading.Event = field(default_factory=threading.Event, init=False, repr=False)  # flush or close
     _writer: threading.Thread | None = field(default=None, init=False, repr=False)
     _error: TrainyardError | None = field(default=None, init=False, repr=False)
     _broken: bool = field(default=False, init=False, repr=False)  # a write failed: the rest are dropped
@@ -100,6 +108,7 @@ class StoreSink(BaseSink):
     def flush(self) -> None:
         """Wait until every epoch heard so far is in the store (or refused: lease lost)."""
         if self._writer is not None:
+            self._now.set()
             self._pending.join()
         self._raise_error()
 
@@ -113,6 +122,7 @@ class StoreSink(BaseSink):
         if self._writer is None:
             return
         self._pending.put(None)
+        self._now.set()
         self._writer.join()
         self._writer = None
 
@@ -122,20 +132,31 @@ class StoreSink(BaseSink):
             raise error
 
     def _write(self) -> None:
+        last = -math.inf
         while True:
-            metrics = self._pending.get()
+            batch = [self._pending.get()]
+            # wait for the epochs that end before the next write is due, unless a flush wants them now
+            self._now.wait(max(0.0, last + self.write_seconds - time.monotonic()))
+            self._now.clear()  # before taking the epochs: a flush that comes later is seen next time
+            while True:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            epochs = [metrics for metrics in batch if metrics is not None]
             try:
-                if metrics is None:
-                    return
-                if self.lease.lost or self._broken:
-                    continue
-                self.store.record_epoch(self.job_id, self.owner, metrics)
+                if epochs and not (self.lease.lost or self._broken):
+                    self.store.record_epochs(self.job_id, self.owner, epochs)
             except LeaseLost as exc:
                 self.lease.mark_lost(str(exc))
             except TrainyardError as exc:  # the store is unreachable: the training thread raises it
                 self._error, self._broken = exc, True
             finally:
-                self._pending.task_done()
+                last = time.monotonic()
+                for _ in batch:
+                    self._pending.task_done()
+            if len(epochs) < len(batch):  # close() was called: every epoch before it is written
+                return
 
     def should_stop_after_epoch(self, metrics: EpochMetrics) -> str | None:
         """A sweep's pruner, after the epoch is in the store (the decision reads it back from there)."""
