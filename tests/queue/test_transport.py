@@ -160,3 +160,36 @@ def test_the_embedded_broker_deletes_what_it_delivers(settings: Settings) -> Non
         rows = db.execute(sa.text("SELECT COUNT(*), SUM(visible) FROM kombu_message")).one()
     engine.dispose()
     assert tuple(rows) == (1, 1)
+
+
+def test_a_worker_asked_to_shut_down_stops_waiting_for_the_embedded_broker(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Celery's loop for a polling transport looks at a shutdown request only between two waits for
+    a message: the embedded broker's wait ends as soon as the worker's shutdown flag is set (Celery
+    sets it to the exit code, 0 included), instead of lasting its whole timeout."""
+    import threading
+
+    from celery.worker import state
+
+    check_broker(settings)
+    conn = transport.connection(settings.broker_url)
+    queue = kombu.Queue("shutdown-test", kombu.Exchange("shutdown-test"), "shutdown-test")
+    consumer = kombu.Consumer(conn, [queue], callbacks=[lambda body, message: message.ack()])
+    consumer.consume()
+    monkeypatch.setattr(state, "should_stop", 0)  # a warm shutdown with exit code 0
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            conn.drain_events(timeout=3600)  # an hour: kombu's own polling would wait it out
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    waiting = threading.Thread(target=wait, daemon=True)
+    waiting.start()
+    waiting.join(60)
+    assert not waiting.is_alive() and len(outcome) == 1 and isinstance(outcome[0], TimeoutError)
+    monkeypatch.setattr(state, "should_stop", None)
+    consumer.cancel()
+    conn.release()

@@ -175,3 +175,33 @@ def test_a_sweep_files_tags_label_every_trial_and_a_bad_tag_is_one_line(folder: 
     result = run("sweep", "submit", "bad.yaml")
     assert result.exit_code == 2 and "tags[1]" in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert [s.name for s in store().list_sweeps()] == ["tagged"]
+
+
+PROBE = """\
+import sys
+from trainyard.worker.local import LocalWorker
+
+def start(self):
+    print("tensorflow imported before the worker started:", "tensorflow" in sys.modules, flush=True)
+    raise SystemExit(7)
+
+LocalWorker.start = start
+from trainyard.cli import main
+main(["run", sys.argv[1], *sys.argv[2:]])
+"""
+
+
+@pytest.mark.parametrize("what", ["sweep", "spec"])
+def test_run_starts_its_worker_before_importing_tensorflow(folder: Path, what: str) -> None:
+    """The worker's start and its pool child's TensorFlow import then overlap ours (and the checks
+    of the sweep or specs): ``trainyard run`` used to import TensorFlow first, seconds on its own."""
+    import subprocess
+    import sys
+
+    (folder / "sweep.yaml").write_text(SWEEP.format(name="probe", spec="multi_output.yaml"))
+    target = "sweep.yaml" if what == "sweep" else "multi_output.yaml"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, target], cwd=folder, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 7, done.stderr[-3000:]
+    assert "tensorflow imported before the worker started: False" in done.stdout

@@ -169,7 +169,6 @@ def run(
     from trainyard.worker import devices
     from trainyard.worker.local import LocalWorker
 
-    quiet_tensorflow()  # submitting validates, which builds each model
     sweep_files = [path for path in specs if is_sweep_file(path)]
     if sweep_files:
         if len(specs) > 1 or overrides:
@@ -191,9 +190,10 @@ def run(
     name = f"run-{os.getpid()}@%h"
     log_path = settings.home / "logs" / f"run-{os.getpid()}.log"
     env = {**os.environ, **plan.env}
-    # Start the worker first: its TensorFlow import overlaps the validation of the specs.
+    # Start the worker first: its start and its TensorFlow import overlap ours and the validation.
     local = LocalWorker(name, log_path, concurrency=plan.concurrency, env=env).start()
     try:
+        quiet_tensorflow()  # submitting validates, which builds each model
         jobs = operations.submit(list(specs), overrides=overrides, priority=priority, settings=settings)
     except BaseException:
         local.stop()
@@ -227,6 +227,7 @@ def _run_sweep(path: str, concurrency: int | None, timeout: float | None) -> Non
     """``trainyard run sweep.yaml``: submit the sweep, train its trials with a local worker, live."""
     from rich.console import Console
 
+    from trainyard.cli.quiet import quiet_tensorflow
     from trainyard.cli.sweep_cmds import sweep_panel
     from trainyard.dashboard.live import LiveDashboard
     from trainyard.db import Store, SweepState
@@ -242,8 +243,10 @@ def _run_sweep(path: str, concurrency: int | None, timeout: float | None) -> Non
     plan = devices.plan_worker(gpus, concurrency=concurrency)
     name = f"run-{os.getpid()}@%h"
     log_path = settings.home / "logs" / f"run-{os.getpid()}.log"
+    # Start the worker first: its start and its TensorFlow import overlap ours and the sweep's checks.
     local = LocalWorker(name, log_path, concurrency=plan.concurrency, env={**os.environ, **plan.env}).start()
     try:
+        quiet_tensorflow()  # the sweep's checks build the model at each parameter's extremes
         record, queued = sweeps.submit_sweep(path, settings=settings)
     except BaseException:
         local.stop()

@@ -18,7 +18,9 @@ here imports TensorFlow or Celery.
 from __future__ import annotations
 
 import ssl
+import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,34 @@ class EmbeddedTransport(kombu_sqla.Transport):
 
     Channel = _EmbeddedChannel
     polling_interval = defaults.EMBEDDED_BROKER_POLLING_SECONDS
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+        """kombu's polling for a message, but a worker asked to shut down stops waiting within one
+        polling interval. Celery's loop for a transport without an event loop
+        (``celery.worker.loops.synloop``) looks at a shutdown request only between two of these
+        calls, each waiting up to 2 s: a warm shutdown began up to 2 s after its signal, and
+        ``trainyard run`` waited that long for its worker at the end of every run."""
+        if timeout is None:
+            return super().drain_events(connection)
+        from kombu.transport.virtual import Empty
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return None
+            except Empty:
+                left = deadline - time.monotonic()
+                if left <= 0 or _worker_stopping():
+                    raise TimeoutError() from None  # socket.timeout, what Celery expects
+                time.sleep(min(self.polling_interval, left))
+
+
+def _worker_stopping() -> bool:
+    """True in a Celery worker's process once a warm or cold shutdown was asked for (the flags its
+    signal handlers set: the exit code, 0 included)."""
+    state = sys.modules.get("celery.worker.state")  # never imported here: only a worker has set it
+    return state is not None and (state.should_stop is not None or state.should_terminate is not None)
 
 
 TRANSPORT_ALIASES[EMBEDDED_ALIAS] = f"{__name__}:EmbeddedTransport"
