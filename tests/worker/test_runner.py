@@ -164,3 +164,29 @@ def test_shutdown_hands_the_job_back_with_a_fresh_message(
 
 def test_nothing_to_claim_is_a_quiet_no_op(settings: Settings) -> None:
     assert runner.train_next("test@host", hint_job_id=42, settings=settings) is None
+
+
+def test_a_trials_end_trains_the_sweeps_next_trials_in_the_same_call(tmp_path: Path, settings: Settings) -> None:
+    """One slot's message trains a parallel-1 sweep to its end: each trial's end queues the next and
+    the same call claims it, without waiting for the broker; the slots it overtook claim nothing."""
+    from trainyard.db import SweepState
+    from trainyard.scheduler import sweeps
+
+    write_spec(tmp_path, "base", epochs=2)
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        "name: chained\nspec: base.yaml\nmethod: random\ntrials: 3\nparallel: 1\nseed: 3\n"
+        "objective: {metric: mse, outputs: {y: 1.0}}\n"
+        "parameters:\n  training.optimizer.learning_rate: {log_uniform: [0.001, 0.01]}\n"
+    )
+    record, queued = sweeps.submit_sweep(sweep_file, settings=settings, build=False)
+    assert len(queued) == 1
+    store = Store.open(settings.db_url)
+
+    last = runner.train_next("test@host", settings=settings)
+
+    trials = store.sweep_jobs(record.id)
+    assert [j.state for j in trials] == [JobState.SUCCEEDED] * 3 and last == trials[-1].id
+    assert store.get_sweep(record.id).state is SweepState.FINISHED
+    assert all(len(store.epochs(j.id)) == 2 for j in trials)
+    assert runner.train_next("test@host", settings=settings) is None  # a later slot: nothing left to claim
