@@ -538,7 +538,8 @@ class _Backup:
         self.stopping = stopping
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # this run's files (see above)
         self.last = time.monotonic()
-        self.pending: tuple[int, list[np.ndarray], Any] | None = None
+        self.pending: tuple[int, list[Any], Any] | None = None  # (epochs done, variable values, early stopping's)
+        self._reader: tuple[int, Any] | None = None  # (variables, the function reading them all at once)
 
     def restore(self, model: keras.Model) -> int:
         """Load the last backup into ``model``; its epoch count, 0 without one, -1 if it is unusable."""
@@ -570,7 +571,26 @@ class _Backup:
             self.last = now
         else:  # epochs this short are small models: a copy of their variables costs next to nothing
             snapshot = self.stopping.snapshot() if self.stopping is not None else None
-            self.pending = (epochs_done, [v.numpy() for v in _state_variables(model)], snapshot)
+            self.pending = (epochs_done, self._read(model), snapshot)
+
+    def _read(self, model: keras.Model) -> list[Any]:
+        """The values of the model's state variables now, as they will stay. One ``tf.function``
+        call reads them all: TensorFlow keeps a value read while training updates its variable
+        (an update copies a buffer a tensor still holds). ``v.numpy()`` of each, as before, cost
+        0.2 s of a 2 s training of the article's model (200 epochs of 10 ms). Distributed
+        variables are copied one by one, as before."""
+        variables = _state_variables(model)
+        if self._reader is None or self._reader[0] != len(variables):
+            import tensorflow as tf
+
+            raw = [getattr(v, "value", v) for v in variables]  # keras.Variable -> its tf.Variable
+            if all(type(r).__name__ == "ResourceVariable" for r in raw):
+                read = tf.function(lambda: [tf.identity(r) for r in raw], autograph=False)
+            else:
+                read = None
+            self._reader = (len(variables), read)
+        read = self._reader[1]
+        return read() if read is not None else [v.numpy() for v in variables]
 
     def save_pending(self, model: keras.Model) -> None:
         """On an orderly stop mid-epoch: back up the last finished epoch kept in memory, if newer."""
