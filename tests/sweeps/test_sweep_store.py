@@ -233,3 +233,59 @@ def test_a_pruning_decision_is_the_same_when_taken_again_later(store: Store, tmp
     store.finish(ids[2], owners[2], JobState.SUCCEEDED)
     assert [decide(n, 1) for n in range(4)] == verdicts
     assert "after epoch 1" in (verdicts[1] or "")
+
+
+ASHA_RUNGS = """\
+name: rung_sweep
+method: random
+trials: 3
+parallel: 3
+parameters:
+  layers[0].units: {choice: [4, 8, 16, 32]}
+prune: {method: asha, min_epochs: 2, reduction_factor: 2}
+"""
+
+
+class CountingStore:
+    """The real store, counting how often a whole sweep's epochs are read."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.epoch_reads = 0
+
+    def sweep_epochs(self, sweep_id: int) -> object:
+        self.epoch_reads += 1
+        return self.store.sweep_epochs(sweep_id)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def test_a_worker_reads_the_sweeps_epochs_for_asha_only_at_its_rungs(store: Store, tmp_path: Path) -> None:
+    """ASHA decides at epochs 2, 4 and 8 here (min_epochs x reduction_factor^k); between them it
+    cannot prune whatever is stored. The worker asked it, reading every stored epoch of the sweep,
+    after every epoch of every trial; now only at the rungs, with the same decisions."""
+    from trainyard.worker.runner import _pruning
+
+    sweep_id = submit(store, sweep_file(tmp_path, ASHA_RUNGS, epochs=9))
+    assert len(queued(store, sweep_id)) == 3
+    owners = [f"w/{n}" for n in range(3)]
+    jobs = [store.claim_next(owner) for owner in owners]
+    assert all(job is not None for job in jobs)
+    definition = SweepDefinition.from_document(store.get_sweep(sweep_id).definition)
+    counting = CountingStore(store)
+    decide = _pruning(counting, jobs[2])  # type: ignore[arg-type]
+    assert decide is not None
+    verdicts = []
+    for epoch in range(1, 9):
+        for n, (job, owner) in enumerate(zip(jobs, owners)):
+            mse = (10.0 + n) / epoch if n < 2 else (1.0 if epoch < 3 else 50.0)  # the third: best, then worst
+            store.record_epoch(job.id, owner, {"epoch": epoch, "loss": 1.0, "outputs": {"y": {"val_mse": mse}}})
+        verdict = decide(epoch)
+        expected = prune_reason(definition, jobs[2].id, epoch, store.sweep_jobs(sweep_id), store.sweep_epochs(sweep_id))
+        assert verdict == expected
+        verdicts.append(verdict)
+        if verdict is not None:
+            break
+    assert verdicts[:3] == [None] * 3 and verdicts[3] is not None  # promoted at epoch 2, pruned at 4
+    assert counting.epoch_reads == 2  # at epochs 2 and 4 only

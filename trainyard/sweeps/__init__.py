@@ -23,13 +23,21 @@ from __future__ import annotations
 
 from trainyard.sweeps.definition import SweepDefinition, SweepPlan, is_sweep_file, load_sweep
 from trainyard.sweeps.planner import Progress, advance, store_sweep
-from trainyard.sweeps.study import epoch_objective, metrics_objective, params_key, prune_reason, trial_objective
+from trainyard.sweeps.study import (
+    decides_after,
+    epoch_objective,
+    metrics_objective,
+    params_key,
+    prune_reason,
+    trial_objective,
+)
 
 __all__ = [
     "Progress",
     "SweepDefinition",
     "SweepPlan",
     "advance",
+    "decides_after",
     "epoch_objective",
     "is_sweep_file",
     "load_sweep",

@@ -224,8 +224,9 @@ def prune_reason(
     same whenever, and wherever, it is taken again.
     """
     prune = definition.prune
-    if not prune:
-        return None
+    if not decides_after(prune, epoch):
+        return None  # what Optuna's pruner would say here (see decides_after)
+    assert prune is not None
     mine = [e for e in epochs.get(job_id, ()) if e.epoch <= epoch]
     if not mine or mine[-1].epoch != epoch or mine[-1].id is None:
         return None  # this epoch is not stored (the lease was lost): nothing to decide on
@@ -268,6 +269,18 @@ def prune_reason(
     value = values[epoch]
     shown = "nan" if math.isnan(value) else f"{value:.6g}"
     return f"pruned by {prune['method']} after epoch {epoch} (objective {shown})"
+
+
+def decides_after(prune: Mapping[str, Any] | None, epoch: int) -> bool:
+    """False when the sweep's pruner cannot stop a trial after ``epoch``, whatever is stored: ASHA
+    between its rungs (``min_epochs x reduction_factor^k``), the median pruner before its warm-up
+    epochs. :func:`prune_reason` then says None, so a worker asks it only at the other epochs:
+    each decision reads every stored epoch of the sweep, which grows with the sweep."""
+    if not prune:
+        return False
+    if prune["method"] == "asha":
+        return epoch in _rung_steps(prune, epoch)
+    return epoch >= int(prune["warmup_epochs"])
 
 
 def _pruner(prune: Mapping[str, Any]) -> optuna.pruners.BasePruner:

@@ -236,7 +236,7 @@ def _pruning(store: Store, job: JobRecord) -> Any:
     """The pruning decision of a sweep's trial (None for a plain job, or a sweep without a pruner)."""
     if job.sweep_id is None:
         return None
-    from trainyard.sweeps import SweepDefinition, prune_reason
+    from trainyard.sweeps import SweepDefinition, decides_after, prune_reason
 
     sweep_id = job.sweep_id
     definition = SweepDefinition.from_document(store.get_sweep(sweep_id).definition)
@@ -244,6 +244,8 @@ def _pruning(store: Store, job: JobRecord) -> Any:
         return None
 
     def decide(epoch: int) -> str | None:
+        if not decides_after(definition.prune, epoch):  # ASHA between its rungs: nothing to read
+            return None
         return prune_reason(definition, job.id, epoch, store.sweep_jobs(sweep_id), store.sweep_epochs(sweep_id))
 
     return decide
