@@ -253,19 +253,36 @@ def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(tmp_path: P
     assert not list(backup.iterdir())  # a finished run leaves no backup behind
 
 
-def test_an_orderly_stop_backs_up_the_last_finished_epoch_whatever_the_interval(tmp_path: Path) -> None:
+def test_an_orderly_stop_during_a_short_epoch_lets_it_finish_and_backs_it_up_whatever_the_interval(
+    tmp_path: Path,
+) -> None:
+    """Epochs shorter than the backup interval: a stop asked for during epoch 3 ends training once
+    epoch 3 is done, reported and backed up, though the interval never called for a backup."""
     spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=6"])
     backup = tmp_path / "backup"
-    with pytest.raises(Cancelled):
-        train(
-            spec, Recorder(stop_after_epoch=2), model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600
-        )
+    stopped = Recorder(stop_after_epoch=2)
+    with pytest.raises(Cancelled, match="cancelled after epoch 3"):
+        train(spec, stopped, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600)
+    assert [m.epoch for m in stopped.epochs] == [1, 2, 3]
     sink = Recorder()
     result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600)
-    assert result.initial_epoch == 2
-    assert [m.epoch for m in sink.epochs] == [3, 4, 5, 6]
+    assert result.initial_epoch == 3
+    assert [m.epoch for m in sink.epochs] == [4, 5, 6]
     straight = train(spec, model_path=tmp_path / "s.keras")
     assert result.val_mse == pytest.approx(straight.val_mse, rel=1e-6)
+
+
+def test_an_orderly_stop_in_the_first_epoch_stops_at_once(tmp_path: Path) -> None:
+    """No epoch has shown how long one takes: the stop is taken at the batch boundary it is seen at."""
+    spec = load_spec(SPECS / "mlp.yaml", overrides=["training.epochs=3"])
+    backup = tmp_path / "backup"
+    stopped = Recorder(stop_after_epoch=0)
+    with pytest.raises(Cancelled, match="cancelled during epoch 1"):
+        train(spec, stopped, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600)
+    assert stopped.epochs == []
+    sink = Recorder()
+    result = train(spec, sink, model_path=tmp_path / "m.keras", backup_dir=backup, backup_interval=3600)
+    assert result.initial_epoch == 0 and [m.epoch for m in sink.epochs] == [1, 2, 3]
 
 
 def test_an_unusable_backup_means_training_from_the_first_epoch(tmp_path: Path) -> None:
