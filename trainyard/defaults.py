@@ -36,9 +36,11 @@ STORE_RETRY_SECONDS = 20.0
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
 #: Most memory one SQLite connection keeps as its page cache, in KiB (SQLite's default is 2,000).
-#: A delete or an export of 1,000 jobs of 100 epochs touches tens of MB of pages; with the default
-#: cache SQLite reads them again and spills dirty ones mid-transaction. Used only as pages are read.
-SQLITE_CACHE_KIB = 32_768
+#: A delete or an export of 1,000 jobs of 100 epochs touches tens of MB of pages; with a smaller
+#: cache SQLite reads them again and spills dirty ones mid-transaction (deleting 1,000 jobs' epochs:
+#: 204 ms with the default, 169 ms with 32 MiB, 146 ms with 64 MiB, 140 ms with 128 MiB). Taken only
+#: as pages are read.
+SQLITE_CACHE_KIB = 65_536
 
 #: Polling interval of the embedded (SQLAlchemy) broker, in seconds.
 EMBEDDED_BROKER_POLLING_SECONDS = 0.2
