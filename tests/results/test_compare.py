@@ -153,3 +153,13 @@ def test_compare_sweep_shows_its_trials_and_what_their_parameters_changed(store:
 
     missing = cli("compare", "--sweep", "999")
     assert missing.exit_code == 2 and "999" in missing.stderr and "Traceback" not in missing.output
+
+
+def test_a_results_command_gives_the_collector_back_what_it_held_out(store: Store) -> None:
+    """compare/export/delete keep the process's earlier objects out of the garbage collector's
+    walks while they run (gc.freeze) and unfreeze them at the end, even when the command fails."""
+    import gc
+
+    result = cli("compare", "--tag", "no-such-tag")
+    assert result.exit_code == 2 and "no job with tag 'no-such-tag'" in result.stderr
+    assert gc.get_freeze_count() == 0

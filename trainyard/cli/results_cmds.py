@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,18 @@ import click
 from trainyard.db.records import JobState
 
 
-def _out_of_the_collectors_way() -> None:
-    """Move what the process holds before a results command (imported modules, click's objects)
-    out of the garbage collector's reach: it lives until exit anyway, and a full collection walks
-    every tracked object, so without this each of the few full collections a command of 1,000
-    jobs triggers walks the whole imported heap again (measured: ``benchmarks/results_commands.py``)."""
+@contextlib.contextmanager
+def _out_of_the_collectors_way() -> Iterator[None]:
+    """While a results command runs, keep what the process held before it (imported modules, click's
+    objects) out of the garbage collector's reach: a full collection walks every tracked object, so
+    otherwise each of the few full collections a command of 1,000 jobs triggers walks the whole
+    imported heap again (measured: ``benchmarks/results_commands.py``). Given back at the end, for
+    a program that runs the command in its own process."""
     gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _select(job_ids: tuple[str, ...], tag: str | None, sweep: str | None = None) -> list[Any]:
@@ -39,10 +47,10 @@ def _select(job_ids: tuple[str, ...], tag: str | None, sweep: str | None = None)
     "--sort", "sort", metavar="METRIC", help="Sort by a column: val.OUTPUT.METRIC (best first), a field, duration..."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
+@_out_of_the_collectors_way()
 def compare(job_ids: tuple[str, ...], tag: str | None, sweep: str | None, sort: str | None, as_json: bool) -> None:
     """Jobs side by side: the spec fields that differ, state, epochs, duration, and the final
     validation and test headline metric of every output; the best value of each metric is marked *."""
-    _out_of_the_collectors_way()
     from rich.console import Console
 
     from trainyard.results.compare import compare as build
@@ -79,9 +87,9 @@ def compare(job_ids: tuple[str, ...], tag: str | None, sweep: str | None, sort: 
     metavar="FILE",
     help="Write every stored epoch as a tidy CSV (job, epoch, output, metric, value); - for stdout.",
 )
+@_out_of_the_collectors_way()
 def export(job_ids: tuple[str, ...], tag: str | None, tensorboard_dir: Path | None, csv_file: Path | None) -> None:
     """Export the stored epochs of jobs: TensorBoard event files (``tensorboard --logdir DIR``) and/or a CSV."""
-    _out_of_the_collectors_way()
     from trainyard.errors import TrainyardError
     from trainyard.results import export as exporting
     from trainyard.scheduler import operations
@@ -114,6 +122,7 @@ def export(job_ids: tuple[str, ...], tag: str | None, tensorboard_dir: Path | No
 )
 @click.option("--sweep", metavar="ID", help="Delete this sweep and all its trials (it must not be running).")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted and the disk it would free; delete nothing.")
+@_out_of_the_collectors_way()
 def delete(
     job_ids: tuple[str, ...], state: str | None, older_than: str | None, sweep: str | None, dry_run: bool
 ) -> None:
@@ -123,7 +132,6 @@ def delete(
     A queued or running job is refused (cancel it first), and then nothing is deleted. A trial of a
     running sweep is kept: refused when named, left out by --state and --older-than.
     """
-    _out_of_the_collectors_way()
     from trainyard.config import Settings
     from trainyard.display import format_bytes
     from trainyard.errors import TrainyardError
