@@ -259,7 +259,7 @@ def train(
     callbacks: list[keras.callbacks.Callback] = [reporter]
     if backup is not None:
         # after the reporter: a cancelled or diverged epoch raises before it could be backed up
-        callbacks.append(_backup_callback_class()(backup, reporter))
+        callbacks.append(_backup_callback_class()(backup))
     try:
         model.fit(
             _fit_batches(fit_split, spec.training.batch_size, spec.training.shuffle).cache().repeat(),
@@ -270,15 +270,9 @@ def train(
             callbacks=callbacks,
             verbose=0,
         )
-    except (Cancelled, KeyboardInterrupt):
-        # an orderly stop (a worker handing its job back): the next attempt resumes after the last
-        # finished epoch, even if the interval had not yet called for its backup
-        if backup is not None:
-            backup.save_pending(model)
-        raise
     finally:
         sink.flush()  # every epoch reported is written before train returns or raises
-    if reporter.stop_at_epoch_end is not None:  # a stop that waited for its epoch to end
+    if reporter.stop_at_epoch_end is not None:  # an orderly stop that waited for its epoch to end
         if backup is not None and reporter.epochs:
             backup.save_last(model, reporter.epochs[-1].epoch)
         raise Cancelled(reporter.stop_at_epoch_end)
@@ -551,9 +545,7 @@ class _Backup:
         self.stopping = stopping
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # this run's files (see above)
         self.last = time.monotonic()
-        self.pending: tuple[int, list[Any], Any] | None = None  # (epochs done, variable values, early stopping's)
         self.saved: int | None = None  # the epoch of this run's latest backup
-        self._reader: tuple[int, Any] | None = None  # (variables, the function reading them all at once)
 
     def restore(self, model: keras.Model) -> int:
         """Load the last backup into ``model``; its epoch count, 0 without one, -1 if it is unusable."""
@@ -577,57 +569,23 @@ class _Backup:
         self.clear()
         return -1
 
-    def epoch_end(self, model: keras.Model, epochs_done: int, *, stops_wait: bool = False) -> None:
-        """Back up now if the interval has passed. Otherwise keep this epoch's state in memory for
-        an orderly stop during the next epoch, unless such a stop waits for that epoch's end
-        (``stops_wait``: the epochs are shorter than the interval, see ``_ReporterMixin``); then
-        there is nothing to keep, as :meth:`save_last` backs that epoch up from the model itself."""
+    def epoch_end(self, model: keras.Model, epochs_done: int) -> None:
+        """Back up now if the interval has passed since the last backup. An epoch at least that long
+        is therefore always backed up at its end; a shorter one need not be, as an orderly stop
+        during the next epoch waits for that epoch's end and :meth:`save_last` backs it up then
+        (see ``_ReporterMixin``)."""
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.save(model, epochs_done)
             self.last = now
-        elif stops_wait:
-            self.pending = None
-        else:
-            snapshot = self.stopping.snapshot() if self.stopping is not None else None
-            self.pending = (epochs_done, self._read(model), snapshot)
 
     def save_last(self, model: keras.Model, epochs_done: int) -> None:
         """On an orderly stop that waited for its epoch to end: back that epoch up, if not done yet."""
         if self.saved != epochs_done:
             self.save(model, epochs_done)
 
-    def _read(self, model: keras.Model) -> list[Any]:
-        """The values of the model's state variables now, as they will stay. One ``tf.function``
-        call reads them all: TensorFlow keeps a value read while training updates its variable
-        (an update copies a buffer a tensor still holds). ``v.numpy()`` of each, as before, cost
-        0.2 s of a 2 s training of the article's model (200 epochs of 10 ms). Distributed
-        variables are copied one by one, as before."""
-        variables = _state_variables(model)
-        if self._reader is None or self._reader[0] != len(variables):
-            import tensorflow as tf
-
-            raw = [getattr(v, "value", v) for v in variables]  # keras.Variable -> its tf.Variable
-            if all(type(r).__name__ == "ResourceVariable" for r in raw):
-                read = tf.function(lambda: [tf.identity(r) for r in raw], autograph=False)
-            else:
-                read = None
-            self._reader = (len(variables), read)
-        read = self._reader[1]
-        return read() if read is not None else [v.numpy() for v in variables]
-
-    def save_pending(self, model: keras.Model) -> None:
-        """On an orderly stop mid-epoch: back up the last finished epoch kept in memory, if newer."""
-        if self.pending is None:
-            return
-        epochs_done, values, snapshot = self.pending
-        for variable, value in zip(_state_variables(model), values):
-            variable.assign(value)
-        self.save(model, epochs_done, snapshot)
-
-    def save(self, model: keras.Model, epochs_done: int, snapshot: Any = None) -> None:
+    def save(self, model: keras.Model, epochs_done: int) -> None:
         self.before_save()
-        self.pending = None
         if not self.may_save():
             return
         self.saved = epochs_done
@@ -635,7 +593,7 @@ class _Backup:
         name = f"epoch-{epochs_done}.{self.tag}.weights.h5"
         if self.stopping is not None:  # written first: a complete weights file always has its state
             companion = self.directory / _stopping_file(name)
-            self.stopping.save(self.directory / f".tmp-{companion.name}", snapshot)
+            self.stopping.save(self.directory / f".tmp-{companion.name}")
             os.replace(self.directory / f".tmp-{companion.name}", companion)
         tmp = self.directory / f".tmp-{name}"
         model.save_weights(tmp)
@@ -737,15 +695,11 @@ class _EarlyStopping:
             for variable, value in zip(model.weights, self.best_weights):
                 variable.assign(value)
 
-    def snapshot(self) -> tuple[dict[str, Any], list[np.ndarray] | None]:
-        """The state as it is now (the best weights are never changed in place: no copy needed)."""
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}, self.best_weights
-
-    def save(self, path: Path, snapshot: tuple[dict[str, Any], list[np.ndarray] | None] | None = None) -> None:
+    def save(self, path: Path) -> None:
         import numpy as np
 
-        state, weights = snapshot if snapshot is not None else self.snapshot()
-        arrays = {f"w{i}": w for i, w in enumerate(weights or [])}
+        state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        arrays = {f"w{i}": w for i, w in enumerate(self.best_weights or [])}
         with open(path, "wb") as fh:
             np.savez(fh, state=np.array(json.dumps(state)), **arrays)
             fh.flush()
@@ -782,13 +736,12 @@ def _backup_callback_class() -> type:
     class BackupCallback(keras.callbacks.Callback):
         """Backs the run up at the end of an epoch (see :class:`_Backup`)."""
 
-        def __init__(self, backup: _Backup, reporter: _ReporterMixin) -> None:
+        def __init__(self, backup: _Backup) -> None:
             super().__init__()
             self.backup = backup
-            self.reporter = reporter
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            self.backup.epoch_end(self.model, epoch + 1, stops_wait=self.reporter.stops_wait())
+            self.backup.epoch_end(self.model, epoch + 1)
 
     return BackupCallback
 
@@ -818,13 +771,13 @@ class _ReporterMixin:
         wait_below: float | None = None,
     ) -> None:
         super().__init__()
-        # An orderly stop (``should_stop``) during an epoch ends training at that batch boundary, and
-        # the backup then saves the last finished epoch, which it keeps in memory between backups.
-        # When epochs are shorter than ``wait_below`` (the backup interval), a stop instead lets its
-        # epoch finish (at most that long) and that epoch is backed up from the model itself: the
-        # in-memory copy after every epoch cost a small model's trials about 5% of their time, and
-        # the epoch's training is kept rather than redone. On one device a short epoch is usually a
-        # single call into TensorFlow, so the stop is then seen only at its end anyway.
+        # An orderly stop (``should_stop``) during an epoch ends training at that batch boundary
+        # when the last epoch took at least ``wait_below`` (the backup interval): that epoch was
+        # backed up at its end. After a shorter epoch, which the interval may not have backed up, a
+        # stop lets the epoch under way finish (it is about as short) and train() backs it up
+        # from the model. Keeping a copy of every short epoch's variables in case a stop came cost a
+        # small model's sweep trials about 5% of their time. On one device a short epoch is usually
+        # a single call into TensorFlow, so the stop is then seen only at its end anyway.
         self.wait_below = wait_below
         self.epoch_started = 0.0
         self.last_duration: float | None = None
