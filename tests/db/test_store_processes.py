@@ -90,3 +90,39 @@ def test_processes_claiming_at_once_take_every_job_exactly_once(db_url: str, tmp
     owners = {job.id: job.lease_owner for job in store.list_jobs()}
     for n, per_process in enumerate(results):
         assert all(owners[job_id] == f"p{n}" for job_id in per_process)
+
+
+# Holds a write transaction on a SQLite file still in rollback-journal mode for a second.
+WRITER = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+    connection.execute("CREATE TABLE IF NOT EXISTS other_program (x)")
+    connection.execute("BEGIN IMMEDIATE")
+    connection.execute("INSERT INTO other_program VALUES (1)")
+    print("writing", flush=True)
+    time.sleep(1.0)
+    connection.execute("COMMIT")
+    """
+)
+
+
+def test_a_file_another_process_is_writing_is_opened_once_it_is_done(home: Path) -> None:
+    """While another connection holds a write lock, SQLite refuses the switch to WAL journal mode
+    at once, without waiting out its busy timeout ("database is locked": how a worker and
+    ``trainyard run`` opening a fresh embedded broker together once failed). The job store and the
+    embedded broker both wait for the writer instead."""
+    from trainyard.config import Settings
+    from trainyard.queue import queue_size, send_slots
+
+    settings = Settings.from_env()
+    opens = {
+        home / "jobs.sqlite": lambda path: Store.open(f"sqlite:///{path}").add_jobs([{"name": "a"}]),
+        home / "broker.sqlite": lambda _path: send_slots([1], settings),
+    }
+    for path, open_and_write in opens.items():
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        open_and_write(path)  # the writer goes on for about a second after saying so
+        assert writer.wait(timeout=30) == 0
+    assert queue_size(settings) == 1

@@ -140,7 +140,7 @@ def _create_sqlite(url: str, parsed: sa.engine.URL) -> Engines:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            _enable_wal(cursor, busy)
+            enable_wal(cursor, busy)
             cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, much faster
             cursor.execute(f"PRAGMA cache_size = -{int(defaults.SQLITE_CACHE_KIB)}")  # negative: KiB, not pages
         finally:
@@ -153,9 +153,13 @@ def _create_sqlite(url: str, parsed: sa.engine.URL) -> Engines:
     return Engines(url, engine, engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"}))
 
 
-def _enable_wal(cursor: sqlite3.Cursor, busy: float) -> None:
-    # Switching a fresh file to WAL needs a moment of exclusive access; when several processes
-    # open the same fresh file at once, one of them may see SQLITE_BUSY here despite the timeout.
+def enable_wal(cursor: sqlite3.Cursor, busy: float) -> None:
+    """Put the SQLite file behind ``cursor`` in WAL journal mode, waiting up to ``busy`` seconds.
+
+    Switching a fresh file to WAL needs a moment of exclusive access, and SQLite answers
+    SQLITE_BUSY at once there, without calling its busy handler: when several processes open the
+    same fresh file together (the job store, or the embedded broker that ``trainyard run`` and its
+    worker open at the same moment), one of them sees "database is locked" despite the timeout."""
     deadline = time.monotonic() + busy
     while True:
         try:

@@ -172,12 +172,15 @@ class _EmbeddedChannel(kombu_sqla.Channel):
             Path(database).parent.mkdir(parents=True, exist_ok=True)  # the broker file's folder
         engine = sa.create_engine(url, connect_args={"timeout": defaults.SQLITE_BUSY_TIMEOUT_SECONDS})
         if url.startswith("sqlite"):
+            from trainyard.db.engine import enable_wal
 
             @sa.event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cursor = dbapi_conn.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.close()
+                try:
+                    enable_wal(cursor, defaults.SQLITE_BUSY_TIMEOUT_SECONDS)
+                finally:
+                    cursor.close()
 
         return engine
 
