@@ -78,7 +78,7 @@ def test_any_reader_and_drawing_run_until_a_condition_holds():
     """How ``trainyard run`` uses the driver: its own reads and frames, ending when its jobs are done."""
     console, reads = terminal(), iter(["waiting", "training", "done", "never read"])
 
-    def draw(state: str, now: object, width: int, *, problem: str | None = None) -> str:
+    def draw(state: str, now: object, width: int, *, height: int | None = None, problem: str | None = None) -> str:
         return f"{state} at width {width}"
 
     view = LiveDashboard(lambda: next(reads), draw=draw, console=console, sleep=lambda s: None)
@@ -94,3 +94,16 @@ def test_the_frame_follows_the_console_width():
     narrow_text, wide_text = narrow.export_text(), wide.export_text()
     assert max(map(len, narrow_text.splitlines())) <= 60 < max(map(len, wide_text.splitlines()))
     assert "queued 2" in narrow_text and "queued 2" in wide_text
+
+
+def test_a_terminal_frame_is_drawn_for_the_terminals_height_and_a_file_gets_every_row():
+    heights = []
+
+    def draw(state: str, now: object, width: int, *, height: int | None = None, problem: str | None = None) -> str:
+        heights.append(height)
+        return state
+
+    LiveDashboard(lambda: "one", draw=draw, console=terminal(), sleep=lambda s: None).run(frames=1)
+    piped = Console(file=StringIO(), width=100, height=60, force_terminal=False)
+    LiveDashboard(lambda: "one", draw=draw, console=piped, sleep=lambda s: None).run(frames=1)
+    assert heights == [60, None]

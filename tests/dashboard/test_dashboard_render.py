@@ -8,7 +8,7 @@ import re
 import pytest
 from dashboard_builders import NOW, ago, make_epochs, make_job, print_to_text
 
-from trainyard.dashboard.render import NARROW_WIDTH, sparkline
+from trainyard.dashboard.render import NARROW_WIDTH, render, sparkline
 from trainyard.dashboard.snapshot import RunningJob, Snapshot
 from trainyard.db.records import EpochRecord, JobState, WorkerRecord, WorkerState
 from trainyard.display import format_duration, format_mse, progress_bar
@@ -245,3 +245,83 @@ def test_run_names_each_outputs_headline_metric_live_and_in_its_summary() -> Non
     assert "species log loss 0.0839" in live and "output MSE 3137" in live, live
     only_regression = print_to_text(summary_table([mlp]), 120)
     assert "VAL MSE" in only_regression and "TEST MSE" in only_regression
+
+
+def crowded(running: int, finished: int) -> Snapshot:
+    """``running`` two-output jobs in training and ``finished`` finished ones, newest first."""
+    curves = {"main": [1.0, 0.8, 0.7], "aux": [2.0, 1.5, 1.2]}
+    active = tuple(
+        RunningJob(
+            make_job(100 + i, f"run_{i}", JobState.RUNNING, epochs_done=3, started_at=ago(60), lease_owner="w"),
+            make_epochs(100 + i, curves, first_at=40, seconds_each=10),
+            "w",
+        )
+        for i in range(running)
+    )
+    recent = tuple(
+        make_job(
+            i,
+            f"done_{i}",
+            JobState.SUCCEEDED,
+            epochs_done=20,
+            started_at=ago(900 + i),
+            finished_at=ago(300 + i),
+            val_mse={"main": 0.4, "aux": 0.5},
+            test_mse={"main": 0.41, "aux": 0.52},
+        )
+        for i in range(1, finished + 1)
+    )
+    counts = {JobState.RUNNING: running, JobState.SUCCEEDED: finished}
+    return Snapshot(taken_at=NOW, source="db", counts=counts, running=active, recent=recent)
+
+
+@pytest.mark.parametrize(("width", "heights"), [(160, (30, 24)), (80, (32, 28))])
+def test_a_short_terminal_gets_a_frame_that_fits_the_oldest_finished_jobs_giving_way_first(width, heights):
+    snapshot = crowded(running=3, finished=10)
+    assert len(print_to_text(render(snapshot, NOW, width), width).splitlines()) > max(heights)
+    for height in heights:
+        text = print_to_text(render(snapshot, NOW, width, height=height), width)
+        names = re.findall(r"#\d+ (run_\d+|done_\d+)", text)
+        assert len(text.splitlines()) <= height, text
+        assert names[:3] == ["run_0", "run_1", "run_2"], text  # every running job, whole
+        shown = len(names) - 3
+        assert 0 < shown < 10 and names[3:] == [f"done_{i}" for i in range(1, shown + 1)], text  # the newest
+        assert f"and {10 - shown} more finished job{'s' if shown < 9 else ''} not shown" in text
+    short = print_to_text(render(snapshot, NOW, width, height=14), width)
+    assert len(short.splitlines()) <= 14, short
+    assert "#100 run_0" in short and "done_" not in short  # the finished give way first, then running jobs
+    assert "more running job" in short and "Recently finished: 10 job(s), not shown" in short
+
+
+def test_a_frame_that_fits_is_the_whole_frame(busy_snapshot, frame_text):
+    assert print_to_text(render(busy_snapshot, NOW, 160, height=200), 160) == frame_text(busy_snapshot)
+
+
+def test_run_on_a_short_terminal_shows_the_jobs_still_training_and_counts_the_rest() -> None:
+    from trainyard.cli.worker_cmds import progress_table, sweep_progress
+
+    states = [JobState.SUCCEEDED] * 12 + [JobState.RUNNING] * 2 + [JobState.QUEUED] * 6
+    jobs = [
+        make_job(i + 1, f"spec_{i + 1}", state, epochs_done=20 * state.is_finished) for i, state in enumerate(states)
+    ]
+    assert len(print_to_text(progress_table(jobs, NOW, 100), 100).splitlines()) == 21  # a header and every job
+    text = print_to_text(progress_table(jobs, NOW, 100, height=8), 100)
+    ids = [int(line.split()[0]) for line in text.splitlines()[1:] if line.split()[0].isdigit()]
+    assert len(text.splitlines()) <= 8, text
+    assert ids == [13, 14, 15, 16, 17, 18], text  # the running, then the queued, in id order
+    assert "and 14 more job(s) not shown (12 finished)" in text
+
+    trials = [{"job": 30 + i, "state": "queued", "epochs": 0, "objective": None, "params": {"lr": i}} for i in range(9)]
+    trials.append({"job": 50, "state": "running", "epochs": 3, "objective": 0.5, "params": {"lr": 0.1}})
+    document = {
+        "id": 1,
+        "name": "s",
+        "done": 0,
+        "total": 10,
+        "counts": {"running": 1, "pruned": 0},
+        "best": None,
+        "trials": trials,
+    }
+    text = print_to_text(sweep_progress(document, NOW, 100, height=6), 100)
+    assert len(text.splitlines()) <= 6 and "50" in text and "running" in text, text
+    assert "more trial(s) not shown" in text

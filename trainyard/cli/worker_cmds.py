@@ -288,12 +288,16 @@ def _run_sweep(path: str, concurrency: int | None, timeout: float | None) -> Non
     sys.exit(0 if final["state"] == SweepState.FINISHED.value and final["best"] else 1)
 
 
-def sweep_progress(document: dict[str, Any], now: datetime, width: int, *, problem: str | None = None) -> Any:
-    """The live view of ``trainyard run sweep.yaml``: the sweep's counts and best, then its trials."""
+def sweep_progress(
+    document: dict[str, Any], now: datetime, width: int, *, height: int | None = None, problem: str | None = None
+) -> Any:
+    """The live view of ``trainyard run sweep.yaml``: the sweep's counts and best, then its queued and
+    running trials (as many as ``height`` lines hold, the running ones first)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    from trainyard.dashboard.render import fit_rows
     from trainyard.display import format_params
 
     best = document.get("best")
@@ -302,22 +306,29 @@ def sweep_progress(document: dict[str, Any], now: datetime, width: int, *, probl
         f"{document['counts']['running']} running, {document['counts']['pruned']} pruned; best "
         + (f"{format_mse(best['objective'])} (job {best['job']}: {format_params(best['params'])})" if best else "–")
     )
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("JOB", "STATE", "EPOCHS", "OBJECTIVE", "PARAMETERS"):
-        table.add_column(column)
     active = [t for t in document["trials"] if t["state"] in (JobState.QUEUED.value, JobState.RUNNING.value)]
-    for trial in sorted(active, key=lambda t: t["job"]):
-        table.add_row(
-            str(trial["job"]),
-            styled_state(JobState(trial["state"])),
-            str(trial["epochs"]),
-            format_mse(trial["objective"]),
-            format_params(trial["params"]),
-        )
-    parts: list[Any] = [Text(head, style="bold"), table]
-    if problem:
-        parts.insert(0, Text(f"⚠ {problem} (retrying)", style="bold red"))
-    return Group(*parts)
+    active.sort(key=lambda t: (t["state"] != JobState.RUNNING.value, t["job"]))
+
+    def frame(shown: int) -> Any:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("JOB", "STATE", "EPOCHS", "OBJECTIVE", "PARAMETERS"):
+            table.add_column(column)
+        for trial in sorted(active[:shown], key=lambda t: t["job"]):
+            table.add_row(
+                str(trial["job"]),
+                styled_state(JobState(trial["state"])),
+                str(trial["epochs"]),
+                format_mse(trial["objective"]),
+                format_params(trial["params"]),
+            )
+        parts: list[Any] = [Text(head, style="bold"), table]
+        if shown < len(active):
+            parts.append(Text(f"and {len(active) - shown} more trial(s) not shown", style="dim"))
+        if problem:
+            parts.insert(0, Text(f"⚠ {problem} (retrying)", style="bold red"))
+        return Group(*parts)
+
+    return fit_rows(frame, len(active), width, height)
 
 
 @contextlib.contextmanager
@@ -357,28 +368,45 @@ def _watch(store: Any, ids: list[int], local: Any, console: Any, timeout: float 
     return view
 
 
-def progress_table(jobs: Sequence[JobRecord], now: datetime, width: int, *, problem: str | None = None) -> Any:
-    """The live view of ``trainyard run``: one row per job with an epoch bar and the latest metrics."""
+def progress_table(
+    jobs: Sequence[JobRecord], now: datetime, width: int, *, height: int | None = None, problem: str | None = None
+) -> Any:
+    """The live view of ``trainyard run``: one row per job with an epoch bar and the latest metrics.
+    When ``height`` lines cannot hold every job, the unfinished ones are the ones shown."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    from trainyard.dashboard.render import fit_rows
+
     mse = only_mse(jobs)
-    for column in ("JOB", "NAME", "STATE", "EPOCHS", "", "VAL MSE" if mse else "VAL"):
-        table.add_column(column)
-    for job in jobs:
-        table.add_row(
-            str(job.id),
-            job.name,
-            styled_state(job.state),
-            job.progress,
-            progress_bar(job.epochs_done, job.epochs_total, 20),
-            format_mse_map(job.val_mse) if mse else format_headlines(job.val_metrics),
-        )
-    if problem:
-        return Group(Text(f"⚠ {problem} (retrying)", style="bold red"), table)
-    return table
+    first = sorted(jobs, key=lambda job: (job.state.is_finished, job.state != JobState.RUNNING))  # stable: by id
+
+    def frame(shown: int) -> Any:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("JOB", "NAME", "STATE", "EPOCHS", "", "VAL MSE" if mse else "VAL"):
+            table.add_column(column)
+        chosen = {job.id for job in first[:shown]}
+        for job in jobs:
+            if job.id in chosen:
+                table.add_row(
+                    str(job.id),
+                    job.name,
+                    styled_state(job.state),
+                    job.progress,
+                    progress_bar(job.epochs_done, job.epochs_total, 20),
+                    format_mse_map(job.val_mse) if mse else format_headlines(job.val_metrics),
+                )
+        parts: list[Any] = [table]
+        hidden = first[shown:]
+        if hidden:
+            finished = sum(job.state.is_finished for job in hidden)
+            parts.append(Text(f"and {len(hidden)} more job(s) not shown ({finished} finished)", style="dim"))
+        if problem:
+            parts.insert(0, Text(f"⚠ {problem} (retrying)", style="bold red"))
+        return parts[0] if len(parts) == 1 else Group(*parts)
+
+    return fit_rows(frame, len(jobs), width, height)
 
 
 def summary_table(jobs: Sequence[JobRecord]) -> Any:

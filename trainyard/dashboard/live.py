@@ -33,10 +33,13 @@ SnapshotReader = Callable[[], Snapshot]
 
 
 class Renderer(Protocol[S_contra]):
-    """Draws one frame of what was read, at ``now``, for a terminal ``width`` columns wide; ``problem``
-    is an error to show above a frame of the last good read."""
+    """Draws one frame of what was read, at ``now``, for a terminal ``width`` columns wide and, when
+    it is a terminal, ``height`` rows high (the frame should fit: ``Live`` cuts off what does not);
+    ``problem`` is an error to show above a frame of the last good read."""
 
-    def __call__(self, read: S_contra, now: datetime, width: int, *, problem: str | None = None) -> RenderableType: ...
+    def __call__(
+        self, read: S_contra, now: datetime, width: int, *, height: int | None = None, problem: str | None = None
+    ) -> RenderableType: ...
 
 
 class LiveDashboard(Generic[S]):
@@ -71,9 +74,13 @@ class LiveDashboard(Generic[S]):
         except StoreError as exc:
             if self.last is None:
                 raise
-            return self.draw(self.last, self.clock(), self.console.width, problem=str(exc))
+            return self.draw(self.last, self.clock(), self.console.width, height=self._height(), problem=str(exc))
         self.last = snapshot
-        return self.draw(snapshot, self.clock(), self.console.width)
+        return self.draw(snapshot, self.clock(), self.console.width, height=self._height())
+
+    def _height(self) -> int | None:
+        # Off a terminal, Live prints the last frame once, whole: nothing to fit.
+        return self.console.height if self.console.is_terminal else None
 
     def run(self, frames: int | None = None, *, until: Callable[[S], bool] | None = None) -> int:
         """Show frames until interrupted (Ctrl-C ends quietly and sets :attr:`interrupted`), ``frames``

@@ -7,12 +7,14 @@ Below :data:`NARROW_WIDTH` columns the tables give way to a stacked layout that 
 
 from __future__ import annotations
 
+import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -43,11 +45,39 @@ WORKERS_NARROW_WIDTH = 80
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
 
-def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None = None) -> RenderableType:
+def render(
+    snapshot: Snapshot, now: datetime, width: int, *, height: int | None = None, problem: str | None = None
+) -> RenderableType:
     """One dashboard frame: header and queue, workers, running jobs, recently finished jobs.
 
     ``problem`` (a store that stopped answering) is shown in red above a frame of the last snapshot.
+    With ``height`` (a live terminal's rows) the frame is made to fit: the oldest finished jobs give
+    way first, then running jobs (each section says how many it does not show), so the bottom of the
+    frame is never cut off mid-table.
     """
+    head = _top(snapshot, now, width, problem)
+    if height is None:
+        return Group(*head, _running(snapshot, now, width), _recent(snapshot, now, width))
+    room = height - _lines(Group(*head), width)
+    running_rows = len(snapshot.running)
+
+    def recent_part(shown: int) -> RenderableType:
+        return _recent(snapshot, now, width, shown=shown)
+
+    def running_part(shown: int) -> RenderableType:
+        return _running(replace(snapshot, running=snapshot.running[:shown]), now, width)
+
+    running = running_part(running_rows)
+    left = room - _lines(running, width)
+    recent = recent_part(_most(len(snapshot.recent), left, recent_part, width))
+    if _lines(recent, width) > left:  # even a line about the finished jobs is too many: give way above
+        shown = _most(running_rows, room - _lines(recent_part(0), width), running_part, width)
+        running = running_part(max(shown, min(1, running_rows)))
+        recent = recent_part(0)
+    return Group(*head, running, recent)
+
+
+def _top(snapshot: Snapshot, now: datetime, width: int, problem: str | None) -> list[RenderableType]:
     parts: list[RenderableType] = [_header(snapshot, now)]
     if problem:
         parts.append(Text(f"⚠ {problem} (showing the last frame, retrying)", style="bold red"))
@@ -55,9 +85,36 @@ def render(snapshot: Snapshot, now: datetime, width: int, *, problem: str | None
     parts.append(_workers(snapshot, now, narrow=width < WORKERS_NARROW_WIDTH))
     if snapshot.sweeps:
         parts.append(_sweeps(snapshot, width))
-    parts.append(_running(snapshot, now, width))
-    parts.append(_recent(snapshot, now, width))
-    return Group(*parts)
+    return parts
+
+
+def _lines(renderable: RenderableType, width: int) -> int:
+    """How many terminal lines ``renderable`` takes at ``width`` columns."""
+    console = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    return len(console.render_lines(renderable, console.options, pad=False))
+
+
+def _most(available: int, room: int, part: Callable[[int], RenderableType], width: int) -> int:
+    """The largest ``k <= available`` whose ``part(k)`` fits in ``room`` lines (0 when none does):
+    a bisection, since a part's height grows with the rows it shows."""
+    if _lines(part(available), width) <= room:
+        return available
+    low, high = 0, available  # part(low) is taken to fit, part(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _lines(part(middle), width) <= room:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def fit_rows(build: Callable[[int], RenderableType], rows: int, width: int, height: int | None) -> RenderableType:
+    """``build(k)`` for the most rows ``k <= rows`` that fit in ``height`` lines (at least one row;
+    all of them when ``height`` is None): how a live view keeps its bottom on a short terminal."""
+    if height is None:
+        return build(rows)
+    return build(max(_most(rows, height, build, width), min(1, rows)))
 
 
 # -- formatting ---------------------------------------------------------------------------------
@@ -318,23 +375,37 @@ def _error_line(job: JobRecord, limit: int) -> str | None:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _recent(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
+def _recent(snapshot: Snapshot, now: datetime, width: int, *, shown: int | None = None) -> RenderableType:
+    """The recently finished jobs, the newest ``shown`` of them (all by default)."""
     if not snapshot.recent:
         return Text("Recently finished: none yet.", style="dim")
+    jobs = snapshot.recent if shown is None else snapshot.recent[:shown]
+    hidden = len(snapshot.recent) - len(jobs)
+    caption = (
+        f"and {hidden} more finished job{'s' if hidden != 1 else ''} not shown (trainyard jobs)" if hidden else None
+    )
+    if not jobs:
+        return Text(f"Recently finished: {len(snapshot.recent)} job(s), not shown (trainyard jobs)", style="dim")
     if width < NARROW_WIDTH:
-        return _recent_stacked(snapshot, now, width)
+        return _recent_stacked(jobs, now, width, caption)
     table = Table(
-        title="Recently finished", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False
+        title="Recently finished",
+        title_justify="left",
+        title_style="bold",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
     table.add_column("Job", overflow="fold", min_width=10, max_width=max(24, width // 3))
     table.add_column("State", no_wrap=True)
     table.add_column("Finished", no_wrap=True, justify="right")
     table.add_column("Duration", no_wrap=True, justify="right")
     table.add_column("Output", overflow="ellipsis", no_wrap=True, min_width=6)
-    metric = _final_header(snapshot.recent)
+    metric = _final_header(jobs)
     table.add_column(f"val{metric}", no_wrap=True, justify="right")
     table.add_column(f"test{metric}", no_wrap=True, justify="right")
-    for job in snapshot.recent:
+    for job in jobs:
         names = job.output_names or ["–"]
         label = Text(_job_label(job))
         error = _error_line(job, 200)
@@ -352,9 +423,9 @@ def _recent(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
     return table
 
 
-def _recent_stacked(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
+def _recent_stacked(jobs: Sequence[JobRecord], now: datetime, width: int, caption: str | None) -> RenderableType:
     parts: list[RenderableType] = [Text("Recently finished", style="bold")]
-    for job in snapshot.recent:
+    for job in jobs:
         head = Text()
         head.append(_job_label(job), style="bold")
         head.append("  ")
@@ -378,4 +449,6 @@ def _recent_stacked(snapshot: Snapshot, now: datetime, width: int) -> Renderable
                     final_cell(job.test_metrics.get(name), job.test_mse.get(name)),
                 )
             parts.append(outputs)
+    if caption:
+        parts.append(Text(caption, style="dim"))
     return Group(*parts)
