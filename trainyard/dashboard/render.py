@@ -56,8 +56,9 @@ def render(
     frame is never cut off mid-table.
     """
     head = _top(snapshot, now, width, problem)
-    if height is None:
-        return Group(*head, _running(snapshot, now, width), _recent(snapshot, now, width))
+    whole = Group(*head, _running(snapshot, now, width), _recent(snapshot, now, width))
+    if height is None or _lines(whole, width) <= height:
+        return whole
     room = height - _lines(Group(*head), width)
     running_rows = len(snapshot.running)
 
