@@ -264,6 +264,24 @@ def _jobs_of(worker: WorkerRecord, snapshot: Snapshot) -> list[int]:
     return sorted(ids)
 
 
+def _section(title: str, caption: str | None) -> Table:
+    """The table of a dashboard section: its title above, what it leaves out below."""
+    return Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+
+
+def _not_shown(count: int, what: str, hint: str = "") -> str | None:
+    """``and 3 more <what>s not shown<hint>`` (None for none)."""
+    return f"and {count} more {what}{'s' if count != 1 else ''} not shown{hint}" if count else None
+
+
 def _progress(running: RunningJob, bar_width: int) -> Text:
     bar = progress_bar(running.epochs_done, running.job.epochs_total, bar_width)
     bar.append(f" {running.epochs_done}/{running.job.epochs_total}")
@@ -273,21 +291,12 @@ def _progress(running: RunningJob, bar_width: int) -> Text:
 def _running(snapshot: Snapshot, now: datetime, width: int) -> RenderableType:
     if not snapshot.running:
         return Text("Running: no job is running.", style="dim")
-    more = snapshot.running_not_shown
-    caption = f"and {more} more running job{'s' if more != 1 else ''} not shown" if more else None
+    caption = _not_shown(snapshot.running_not_shown, "running job")
     if width < NARROW_WIDTH:
         return _running_stacked(snapshot, now, width, caption)
 
     spark_width = 12 if width < 140 else 20
-    table = Table(
-        title="Running",
-        title_justify="left",
-        title_style="bold",
-        caption=caption,
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    table = _section("Running", caption)
     # Only the job and worker names give way (they wrap); numbers are never cut.
     table.add_column("Job", overflow="fold", min_width=8)
     table.add_column("Worker", overflow="fold", min_width=6)
@@ -382,22 +391,12 @@ def _recent(snapshot: Snapshot, now: datetime, width: int, *, shown: int | None 
         return Text("Recently finished: none yet.", style="dim")
     jobs = snapshot.recent if shown is None else snapshot.recent[:shown]
     hidden = len(snapshot.recent) - len(jobs)
-    caption = (
-        f"and {hidden} more finished job{'s' if hidden != 1 else ''} not shown (trainyard jobs)" if hidden else None
-    )
+    caption = _not_shown(hidden, "finished job", " (trainyard jobs)")
     if not jobs:
         return Text(f"Recently finished: {len(snapshot.recent)} job(s), not shown (trainyard jobs)", style="dim")
     if width < NARROW_WIDTH:
         return _recent_stacked(jobs, now, width, caption)
-    table = Table(
-        title="Recently finished",
-        title_justify="left",
-        title_style="bold",
-        caption=caption,
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    table = _section("Recently finished", caption)
     table.add_column("Job", overflow="fold", min_width=10, max_width=max(24, width // 3))
     table.add_column("State", no_wrap=True)
     table.add_column("Finished", no_wrap=True, justify="right")
