@@ -718,12 +718,6 @@ class _EarlyStopping:
         self.best_weights = weights or None
 
 
-def _state_variables(model: keras.Model) -> list[keras.Variable]:
-    """Everything a backup holds: the model's weights and the optimizer's state."""
-    optimizer = model.optimizer.variables if model.optimizer is not None else []
-    return [*model.weights, *optimizer]
-
-
 def _fsync(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
